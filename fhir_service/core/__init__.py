@@ -1,0 +1,1 @@
+"""FHIR interactions as plain functions over a repository (no HTTP here)."""

@@ -1,0 +1,76 @@
+"""JSON in and out without losing what the client wrote.
+
+FHIR decimals keep their written precision (``1.50`` stays ``1.50``), so numbers with a
+fraction or exponent are parsed as ``Decimal`` and written back verbatim. Integers stay ints.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+
+__all__ = ["loads", "dumps", "dumps_bytes", "json_depth", "JSONError", "Decimal"]
+
+
+class JSONError(ValueError):
+    """The body is not JSON we accept (malformed, or nested too deeply)."""
+
+
+def json_depth(text: str | bytes, limit: int) -> int:
+    """Maximum nesting depth of a JSON text, stopping early once it passes ``limit``.
+
+    Checked before parsing so that a hostile, deeply nested body never reaches the parser.
+    """
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    depth = deepest = 0
+    in_string = escaped = False
+    for b in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x7B, 0x5B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif b in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str) -> Any:
+    raise JSONError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes, *, max_depth: int | None = None) -> Any:
+    if max_depth is not None and json_depth(text, max_depth) > max_depth:
+        raise JSONError(f"JSON is nested more than {max_depth} levels deep")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return simplejson.loads(text, use_decimal=True, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise JSONError(f"body is not UTF-8: {exc}") from None
+    except simplejson.JSONDecodeError as exc:
+        raise JSONError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise JSONError("JSON is nested too deeply") from None
+
+
+def dumps(obj: Any, *, pretty: bool = False) -> str:
+    if pretty:
+        return simplejson.dumps(obj, use_decimal=True, indent=2, ensure_ascii=False)
+    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_bytes(obj: Any, *, pretty: bool = False) -> bytes:
+    return dumps(obj, pretty=pretty).encode("utf-8")

@@ -1,0 +1,128 @@
+"""The one repository interface that both backends implement.
+
+Storage knows nothing of FHIR rules: it keeps versions of JSON documents keyed by
+(type, id), the current version of each, and the search-index rows that the search layer
+computes. Everything a write touches is written in one database transaction.
+
+Write transactions are serialised per key where it matters:
+- SQLite: ``BEGIN IMMEDIATE`` takes the single writer lock, so a transaction that reads and
+  then writes sees no interleaved writer.
+- PostgreSQL: ``current(..., for_update=True)`` locks the row, and :meth:`Session.lock` takes a
+  transaction-scoped advisory lock (used for conditional create).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+# table name -> rows (tuples, without the leading res_type/res_id columns)
+IndexRows = dict[str, list[tuple]]
+
+
+class StorageError(Exception):
+    """A database problem that is not the client's fault."""
+
+
+class WriteConflict(StorageError):
+    """Another transaction wrote the same resource first (e.g. two creates of one new id)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: str  # FHIR instant in UTC, millisecond precision: sorts as text
+    deleted: bool
+    content: str | None  # the stored JSON text (client JSON + meta), None for a tombstone
+    method: str = ""  # POST | PUT | PATCH | DELETE: how this version was made
+    seq: int = 0  # global write order, for system history
+
+
+class Session(ABC):
+    """One database transaction."""
+
+    dialect: str  # "sqlite" | "postgresql"
+
+    @abstractmethod
+    def current(self, res_type: str, res_id: str, *, for_update: bool = False) -> Row | None:
+        """The latest version (a tombstone if deleted), or None if never written."""
+
+    @abstractmethod
+    def version(self, res_type: str, res_id: str, version: int) -> Row | None: ...
+
+    @abstractmethod
+    def write(self, row: Row, index_rows: IndexRows | None) -> Row:
+        """Append ``row`` as a new version, make it current and replace the index rows.
+
+        Raises WriteConflict if the version already exists (a concurrent writer won)."""
+
+    @abstractmethod
+    def history(self, *, res_type: str | None = None, res_id: str | None = None,
+                since: str | None = None, at: str | None = None,
+                before_seq: int | None = None, limit: int = 50) -> list[Row]:
+        """Versions, newest first. ``at`` keeps only the version current at that instant."""
+
+    @abstractmethod
+    def count_history(self, *, res_type: str | None = None, res_id: str | None = None,
+                      since: str | None = None) -> int: ...
+
+    @abstractmethod
+    def lock(self, key: str) -> None:
+        """Serialise transactions that use the same key until this one ends."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run SQL written with ``?`` placeholders; all values must be parameters."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None) -> None:
+        """Delete the resource's index rows in every index table and insert the new ones."""
+        from .schema import INDEX_TABLES
+        for table in INDEX_TABLES:
+            self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
+        for table_name, rows in (index_rows or {}).items():
+            if not rows:
+                continue
+            table = next(t for t in INDEX_TABLES if t.name == table_name)
+            cols = ", ".join(("res_type", "res_id") + table.columns)
+            marks = ", ".join("?" for _ in range(len(table.columns) + 2))
+            self.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})",
+                             [(res_type, res_id, *r) for r in rows])
+
+
+class Repository(ABC):
+    dialect: str
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A transaction: committed on normal exit, rolled back on an exception."""
+
+    @abstractmethod
+    def create_schema(self) -> None: ...
+
+    @abstractmethod
+    def drop_schema(self) -> None:
+        """Remove every table (tests and resets)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def open_repository(url: str) -> Repository:
+    """``sqlite:///path/to.db`` (the default) or ``postgresql://user@host:port/db[?schema=NAME]``."""
+    if url.startswith("sqlite:"):
+        from .sqlite import SQLiteRepository
+        return SQLiteRepository(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from .postgres import PostgresRepository
+        return PostgresRepository(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")

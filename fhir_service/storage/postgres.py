@@ -1,0 +1,124 @@
+"""PostgreSQL backend (psycopg 3 with a connection pool), for sites that outgrow one machine.
+
+A URL may carry ``?schema=NAME``: every connection then uses that schema (tests create and
+drop their own).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .base import Repository, Row, StorageError, WriteConflict
+from .schema import ALL_TABLES, ddl
+from .sql_session import SQLSession
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _pg(sql: str) -> str:
+    """Our SQL uses ``?`` placeholders; psycopg wants ``%s`` (and literal % doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresSession(SQLSession):
+    dialect = "postgresql"
+    for_update_clause = " FOR UPDATE"
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def query(self, sql, params=()):
+        with self.conn.cursor() as cur:
+            cur.execute(_pg(sql), tuple(params))
+            return cur.fetchall()
+
+    def execute(self, sql, params=()):
+        with self.conn.cursor() as cur:
+            cur.execute(_pg(sql), tuple(params))
+            return cur.rowcount
+
+    def executemany(self, sql, rows: Sequence[Sequence]):
+        with self.conn.cursor() as cur:
+            cur.executemany(_pg(sql), rows)
+
+    def lock(self, key: str) -> None:
+        h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        self.query("SELECT pg_advisory_xact_lock(?)", (h,))
+
+    def _insert_version(self, row: Row) -> int:
+        try:
+            with self.conn.transaction():  # a savepoint, so a conflict leaves the outer transaction usable
+                rows = self.query(
+                    "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                    (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content))
+        except psycopg.errors.UniqueViolation as exc:
+            raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} already exists") from exc
+        return rows[0][0]
+
+    def _insert_current(self, row, deleted, seq):
+        try:
+            with self.conn.transaction():
+                super()._insert_current(row, deleted, seq)
+        except psycopg.errors.UniqueViolation as exc:
+            raise WriteConflict(f"{row.res_type}/{row.res_id} already exists") from exc
+
+
+class PostgresRepository(Repository):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10):
+        parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
+        query = parse_qs(parts.query)
+        self.schema = (query.pop("schema", [None])[0] or None)
+        if self.schema and not _SCHEMA_NAME.match(self.schema):
+            raise ValueError(f"invalid schema name {self.schema!r}")
+        conninfo = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        kwargs = {"autocommit": False}
+        if self.schema:
+            kwargs["options"] = f"-c search_path={self.schema}"
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[PostgresSession]:
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except psycopg.Error as exc:
+            raise StorageError(f"database unavailable: {exc}") from exc
+        try:
+            with conn.transaction():
+                yield PostgresSession(conn)
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            cm.__exit__(None, None, None)
+
+    def create_schema(self) -> None:
+        with self.pool.connection() as conn:
+            # Serialise concurrent start-ups of several server processes.
+            conn.execute("SELECT pg_advisory_xact_lock(7345201)")
+            if self.schema:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            for stmt in ddl("postgresql"):
+                conn.execute(stmt)
+
+    def drop_schema(self) -> None:
+        with self.pool.connection() as conn:
+            if self.schema:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            else:
+                for table in ALL_TABLES:
+                    conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+
+    def close(self) -> None:
+        self.pool.close()
