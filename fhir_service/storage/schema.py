@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TYPES = {
-    "sqlite": {"TEXT": "TEXT", "INT": "INTEGER", "REAL": "REAL", "BOOL": "INTEGER", "SEQ": "INTEGER PRIMARY KEY AUTOINCREMENT"},
-    "postgresql": {"TEXT": "TEXT", "INT": "BIGINT", "REAL": "DOUBLE PRECISION", "BOOL": "BOOLEAN", "SEQ": "BIGSERIAL PRIMARY KEY"},
+    "sqlite": {"TEXT": "TEXT", "INT": "INTEGER", "REAL": "REAL", "BOOL": "INTEGER", "SEQ": "INTEGER PRIMARY KEY AUTOINCREMENT",
+               "KEY": "TEXT"},
+    "postgresql": {"TEXT": "TEXT", "INT": "BIGINT", "REAL": "DOUBLE PRECISION", "BOOL": "BOOLEAN", "SEQ": "BIGSERIAL PRIMARY KEY",
+                   "KEY": 'TEXT COLLATE "C"'},
 }
 
 
@@ -23,24 +25,26 @@ class Table:
 
 
 # Search-index tables (filled by fhir_service.search.indexer, one row per indexed value).
+# Owned by the search layer. Every row is (res_type, res_id, param, grp, ...): ``grp`` ties
+# together the components of one composite value (0 for ordinary values). KEY columns are text
+# compared byte-wise in both dialects (COLLATE "C" on PostgreSQL) so that prefix ranges and
+# sort order agree between backends. Dates are epoch milliseconds, [low, high] inclusive.
 INDEX_TABLES: tuple[Table, ...] = (
-    Table("idx_string", ("param", "value_norm", "value_exact"), ("TEXT", "TEXT", "TEXT"),
+    Table("idx_string", ("param", "grp", "value_norm", "value_exact"), ("KEY", "INT", "KEY", "TEXT"),
           (("param", "value_norm"),)),
-    Table("idx_token", ("param", "system", "code", "text_norm"), ("TEXT", "TEXT", "TEXT", "TEXT"),
+    Table("idx_token", ("param", "grp", "system", "code", "text_norm"), ("KEY", "INT", "KEY", "KEY", "KEY"),
           (("param", "code", "system"),)),
-    Table("idx_reference", ("param", "target_type", "target_id", "target_version", "url"),
-          ("TEXT", "TEXT", "TEXT", "TEXT", "TEXT"),
+    Table("idx_reference", ("param", "grp", "target_type", "target_id", "target_version", "url"),
+          ("KEY", "INT", "TEXT", "TEXT", "TEXT", "KEY"),
           (("param", "target_id", "target_type"), ("param", "url"))),
-    Table("idx_date", ("param", "low", "high"), ("TEXT", "TEXT", "TEXT"),
+    Table("idx_date", ("param", "grp", "low", "high"), ("KEY", "INT", "INT", "INT"),
           (("param", "low"), ("param", "high"))),
-    Table("idx_number", ("param", "value", "low", "high"), ("REAL", "REAL", "REAL", "REAL"),
+    Table("idx_number", ("param", "grp", "value", "low", "high"), ("KEY", "INT", "REAL", "REAL", "REAL"),
           (("param", "value"),)),
-    Table("idx_quantity", ("param", "system", "code", "value", "low", "high", "canon_code", "canon_value"),
-          ("TEXT", "TEXT", "TEXT", "REAL", "REAL", "REAL", "TEXT", "REAL"),
+    Table("idx_quantity", ("param", "grp", "system", "code", "value", "low", "high", "canon_code", "canon_value"),
+          ("KEY", "INT", "KEY", "KEY", "REAL", "REAL", "REAL", "KEY", "REAL"),
           (("param", "code", "value"), ("param", "canon_code", "canon_value"))),
-    Table("idx_uri", ("param", "value"), ("TEXT", "TEXT"), (("param", "value"),)),
-    # Composite parameters: one row per combination, components joined by the search layer.
-    Table("idx_composite", ("param", "comp"), ("TEXT", "TEXT"), (("param", "comp"),)),
+    Table("idx_uri", ("param", "grp", "value"), ("KEY", "INT", "KEY"), (("param", "value"),)),
 )
 
 
@@ -91,7 +95,8 @@ def ddl(dialect: str) -> list[str]:
             res_type TEXT NOT NULL,
             res_id TEXT NOT NULL,
             {cols})""")
-        stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_resource ON {table.name} (res_type, res_id)")
+        # (res_type, res_id, param): replace_index deletes, includes and _sort keys probe by resource.
+        stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_resource ON {table.name} (res_type, res_id, param)")
         for i, idx_cols in enumerate(table.indexes):
             stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_{i} ON {table.name} (res_type, {', '.join(idx_cols)})")
     return stmts

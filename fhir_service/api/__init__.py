@@ -1,0 +1,1 @@
+"""HTTP only: routing, content negotiation, headers and errors as OperationOutcomes."""

@@ -1,0 +1,2 @@
+"""The operations core provides itself; importing this package registers them."""
+from . import validate  # noqa: F401

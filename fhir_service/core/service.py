@@ -1,0 +1,301 @@
+"""The FHIR interactions (http.html) as plain methods over a repository.
+
+No HTTP here: methods take parsed JSON and header values and return a :class:`Result` or raise
+:class:`FHIRError`. Every write runs in one database transaction that also writes the search
+index rows; a write that loses a race to another writer is retried from the start.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from .. import jsonutil, search
+from ..config import Settings
+from ..definitions import Definitions
+from ..outcome import FHIRError, Issue, error
+from ..storage import Repository, Row, Session, WriteConflict
+from .resource_utils import check_id, new_id, now_instant, parse_etag, with_meta, without_server_meta
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_WRITE_ATTEMPTS = 5
+# Conformance resources that change what the server validates or indexes.
+CONFORMANCE_TYPES = {"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter", "Questionnaire",
+                     "PlanDefinition", "ConceptMap", "NamingSystem"}
+
+
+@dataclass
+class Result:
+    status: int
+    row: Row | None = None
+    issues: list[Issue] = field(default_factory=list)  # warnings/information to report
+    body: Any = None  # a response body other than the resource (e.g. an OperationOutcome or Bundle)
+
+    @property
+    def resource(self) -> dict | None:
+        return jsonutil.loads(self.row.content) if self.row is not None and self.row.content else None
+
+
+class FHIRService:
+    def __init__(self, repo: Repository, definitions: Definitions, settings: Settings | None = None):
+        self.repo = repo
+        self.definitions = definitions
+        self.settings = settings or Settings()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def in_write_transaction(self, work: Callable[[Session], T], session: Session | None = None) -> T:
+        """Run ``work`` in a write transaction (or the caller's), retrying lost races."""
+        if session is not None:
+            return work(session)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                with self.repo.transaction(write=True) as s:
+                    return work(s)
+            except WriteConflict:
+                if attempt == MAX_WRITE_ATTEMPTS - 1:
+                    raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
+        raise AssertionError("unreachable")
+
+    def check_type(self, res_type: str) -> str:
+        if not self.definitions.is_resource_type(res_type):
+            raise error(404, "not-supported", f"Unknown resource type {res_type!r}")
+        return res_type
+
+    def check_body(self, res_type: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise error(400, "structure", "The body must be a JSON object holding a FHIR resource")
+        rt = body.get("resourceType")
+        if not isinstance(rt, str):
+            raise error(400, "required", "The resource has no resourceType", "resourceType")
+        if rt != res_type:
+            raise error(400, "invalid", f"resourceType {rt!r} does not match the URL's type {res_type!r}", "resourceType")
+        return body
+
+    def validate(self, resource: dict) -> list[Issue]:
+        """Validate before storing: errors reject the write (422); warnings are returned."""
+        if not self.settings.validate_writes:
+            return []
+        from ..validation import validate_resource
+        issues = validate_resource(resource, self.definitions, resolver=self.resolve_canonical,
+                                   unknown_profile=self.settings.unknown_profile)
+        if any(i.is_error for i in issues):
+            raise FHIRError(422, [i for i in issues if i.severity in ("fatal", "error", "warning")])
+        return [i for i in issues if i.severity == "warning"]
+
+    def resolve_canonical(self, canonical: str) -> dict | None:
+        """A conformance resource by canonical URL: the server's own, then the definitions."""
+        url, _, version = canonical.partition("|")
+        found = None
+        try:
+            query = "url=" + url.replace(",", "\\,") + ("&version=" + version if version else "")
+            with self.repo.transaction() as s:
+                for res_type in ("Questionnaire", "StructureDefinition", "ValueSet", "CodeSystem", "PlanDefinition"):
+                    hits = search.match(s, self.definitions, res_type, query)
+                    if hits:
+                        row = s.current(*hits[0])
+                        found = jsonutil.loads(row.content) if row and row.content else None
+                        break
+        except FHIRError:
+            found = None
+        return found or self.definitions.get(canonical)
+
+    def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str) -> Row:
+        last_updated = now_instant()
+        content = with_meta(resource, res_id, version, last_updated)
+        index_rows = search.index_resource(self.definitions, content)
+        row = session.write(Row(res_type, res_id, version, last_updated, False, jsonutil.dumps(content), method), index_rows)
+        if res_type in CONFORMANCE_TYPES:
+            self.definitions.add(content)
+        return row
+
+    def _match_one_or_none(self, session: Session, res_type: str, query: str, what: str) -> tuple[str, str] | None:
+        session.lock(f"conditional:{res_type}?{query}")
+        matches = search.match(session, self.definitions, res_type, query)
+        if len(matches) > 1:
+            raise error(412, "multiple-matches", f"{what}: {len(matches)} resources match {res_type}?{query}; "
+                        "the criteria must select at most one")
+        return matches[0] if matches else None
+
+    # -- create ------------------------------------------------------------------------------
+    def create(self, res_type: str, body: Any, *, if_none_exist: str | None = None,
+               session: Session | None = None, res_id: str | None = None, prevalidated: bool = False) -> Result:
+        self.check_type(res_type)
+        resource = dict(self.check_body(res_type, body))
+        resource.pop("id", None)  # the server assigns the id
+        warnings = [] if prevalidated else self.validate(resource)
+
+        def work(s: Session) -> Result:
+            if if_none_exist:
+                hit = self._match_one_or_none(s, res_type, if_none_exist, "Conditional create")
+                if hit:
+                    return Result(200, s.current(*hit))
+            row = self._store(s, res_type, res_id or new_id(), resource, 1, "POST")
+            return Result(201, row, warnings)
+        return self.in_write_transaction(work, session)
+
+    # -- read --------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str) -> Row:
+        self.check_type(res_type)
+        check_id(res_id)
+        with self.repo.transaction() as s:
+            row = s.current(res_type, res_id)
+        if row is None:
+            raise error(404, "not-found", f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise FHIRError(410, Issue("error", "deleted", f"{res_type}/{res_id} has been deleted"),
+                            headers={"ETag": f'W/"{row.version}"'})
+        return row
+
+    def vread(self, res_type: str, res_id: str, version: str) -> Row:
+        self.check_type(res_type)
+        check_id(res_id)
+        if not version.isdigit():
+            raise error(404, "not-found", f"{res_type}/{res_id} has no version {version!r}")
+        with self.repo.transaction() as s:
+            row = s.version(res_type, res_id, int(version))
+        if row is None:
+            raise error(404, "not-found", f"{res_type}/{res_id} has no version {version}")
+        if row.deleted:
+            raise error(410, "deleted", f"Version {version} of {res_type}/{res_id} is a deletion")
+        return row
+
+    # -- update ------------------------------------------------------------------------------
+    def update(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None,
+               session: Session | None = None, prevalidated: bool = False) -> Result:
+        self.check_type(res_type)
+        check_id(res_id)
+        resource = self.check_body(res_type, body)
+        if "id" not in resource:
+            raise error(400, "required", f"The resource has no id; an update of {res_type}/{res_id} needs one", f"{res_type}.id")
+        if resource["id"] != res_id:
+            raise error(400, "invalid", f"The resource id {resource['id']!r} does not match the URL's id {res_id!r}", f"{res_type}.id")
+        expected = parse_etag(if_match, "If-Match") if if_match else None
+        warnings = [] if prevalidated else self.validate(resource)
+
+        def work(s: Session) -> Result:
+            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT")
+        return self.in_write_transaction(work, session)
+
+    def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,
+                       warnings: list[Issue], method: str) -> Result:
+        current = s.current(res_type, res_id, for_update=True)
+        if expected is not None and (current is None or current.deleted or current.version != expected):
+            have = "does not exist" if current is None or current.deleted else f"is at version {current.version}"
+            raise error(412, "conflict", f"If-Match expected version {expected} but {res_type}/{res_id} {have}")
+        if current is not None and not current.deleted and current.content:
+            if without_server_meta(jsonutil.loads(current.content)) == without_server_meta(resource):
+                return Result(200, current, warnings)  # nothing changed: no new version
+        version = current.version + 1 if current else 1
+        row = self._store(s, res_type, res_id, resource, version, method)
+        created = current is None or current.deleted
+        return Result(201 if created else 200, row, warnings)
+
+    def conditional_update(self, res_type: str, query: str, body: Any, *, if_match: str | None = None,
+                           session: Session | None = None) -> Result:
+        self.check_type(res_type)
+        resource = self.check_body(res_type, body)
+        expected = parse_etag(if_match, "If-Match") if if_match else None
+        warnings = self.validate(resource)
+
+        def work(s: Session) -> Result:
+            hit = self._match_one_or_none(s, res_type, query, "Conditional update")
+            if hit is None:
+                if "id" in resource:
+                    check_id(resource["id"], f"{res_type}.id")
+                    return self._update_locked(s, res_type, resource["id"], resource, expected, warnings, "PUT")
+                row = self._store(s, res_type, new_id(), resource, 1, "POST")
+                return Result(201, row, warnings)
+            if "id" in resource and resource["id"] != hit[1]:
+                raise error(400, "invalid", f"The resource id {resource['id']!r} does not match the resource "
+                            f"found by the search ({hit[1]})", f"{res_type}.id")
+            return self._update_locked(s, res_type, hit[1], dict(resource, id=hit[1]), expected, warnings, "PUT")
+        return self.in_write_transaction(work, session)
+
+    # -- patch -------------------------------------------------------------------------------
+    def patch(self, res_type: str, res_id: str | None, kind: str, document: Any, *, if_match: str | None = None,
+              query: str | None = None, session: Session | None = None) -> Result:
+        """``kind`` is "json-patch" or "fhirpath-patch"; ``query`` makes it a conditional patch."""
+        self.check_type(res_type)
+        if res_id is not None:
+            check_id(res_id)
+        expected = parse_etag(if_match, "If-Match") if if_match else None
+
+        def work(s: Session) -> Result:
+            target_id = res_id
+            if query is not None:
+                hit = self._match_one_or_none(s, res_type, query, "Conditional patch")
+                if hit is None:
+                    raise error(404, "not-found", f"No {res_type} matches {query}")
+                target_id = hit[1]
+            current = s.current(res_type, target_id, for_update=True)
+            if current is None or current.deleted:
+                raise error(404 if current is None else 410, "not-found", f"{res_type}/{target_id} does not exist")
+            if expected is not None and current.version != expected:
+                raise error(412, "conflict", f"If-Match expected version {expected} but {res_type}/{target_id} "
+                            f"is at version {current.version}")
+            from . import patch as patching
+            original = jsonutil.loads(current.content)
+            if kind == "json-patch":
+                patched = patching.apply_json_patch(original, document)
+            else:
+                patched = patching.apply_fhirpath_patch(original, document)
+            if patched.get("resourceType") != res_type or patched.get("id") != target_id:
+                raise error(422, "processing", "A patch may not change the resource's type or id")
+            warnings = self.validate(patched)  # the patched result is validated like any update
+            return self._update_locked(s, res_type, target_id, patched, None, warnings, "PATCH")
+        return self.in_write_transaction(work, session)
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, res_type: str, res_id: str, *, session: Session | None = None) -> Result:
+        self.check_type(res_type)
+        check_id(res_id)
+
+        def work(s: Session) -> Result:
+            return self._delete_locked(s, res_type, res_id)
+        return self.in_write_transaction(work, session)
+
+    def _delete_locked(self, s: Session, res_type: str, res_id: str) -> Result:
+        current = s.current(res_type, res_id, for_update=True)
+        if current is None:
+            raise error(404, "not-found", f"{res_type}/{res_id} is not known")
+        if current.deleted:
+            return Result(200, current, [Issue("information", "informational", f"{res_type}/{res_id} was already deleted")])
+        row = s.write(Row(res_type, res_id, current.version + 1, now_instant(), True, None, "DELETE"), None)
+        return Result(200, row, [Issue("information", "informational", f"Deleted {res_type}/{res_id}")])
+
+    def conditional_delete(self, res_type: str, query: str, *, session: Session | None = None) -> Result:
+        self.check_type(res_type)
+
+        def work(s: Session) -> Result:
+            hit = self._match_one_or_none(s, res_type, query, "Conditional delete")
+            if hit is None:
+                return Result(200, None, [Issue("information", "not-found", f"No {res_type} matches {query}; nothing deleted")])
+            return self._delete_locked(s, *hit)
+        return self.in_write_transaction(work, session)
+
+    # -- history -----------------------------------------------------------------------------
+    def history(self, res_type: str | None, res_id: str | None, params: list[tuple[str, str]], base_url: str) -> dict:
+        from .history import history_bundle
+        if res_type:
+            self.check_type(res_type)
+        if res_id:
+            check_id(res_id)
+        return history_bundle(self, res_type, res_id, params, base_url)
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, res_type: str | None, params: list[tuple[str, str]], base_url: str, *, strict: bool = False,
+               compartment: tuple[str, str] | None = None) -> dict:
+        if res_type:
+            self.check_type(res_type)
+        if compartment:
+            self.check_type(compartment[0])
+            check_id(compartment[1])
+        with self.repo.transaction() as s:
+            return search.search(s, self.definitions, resource_type=res_type, params=params, base_url=base_url,
+                                 strict=strict, compartment=compartment)
+
+    def search_page(self, params: list[tuple[str, str]], base_url: str) -> dict:
+        with self.repo.transaction() as s:
+            return search.page(s, self.definitions, params, base_url)
+

@@ -1,0 +1,5 @@
+"""Snapshot generation from differentials."""
+
+
+def generate_snapshot(sd, definitions):
+    return None

@@ -1,0 +1,313 @@
+"""The instance walker: JSON against compiled element trees.
+
+One walk checks what the JSON must look like (known properties, JSON types, arrays vs single
+values, primitive formats, cardinality, choice types, empty values) and calls the per-node
+checks compiled by the other modules (bindings, fixed/pattern, invariants, slicing, ...).
+
+A resource is walked once against its base definition (``base=True``) and once more against
+each profile (``base=False``); the profile walks skip what the base walk already covered.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..outcome import Issue
+from .model import INF, RESOURCE_TYPE_CODES, ElementNode, StructureModel, upper_first
+from .primitives import PRIMITIVE_TYPES, check_primitive, check_resource_id, json_type_name
+
+if TYPE_CHECKING:
+    from .validator import Validator
+
+
+class Layout:
+    """How the children of one (element, type) pair appear in JSON."""
+
+    __slots__ = ("keys", "children", "type_root", "type_model")
+
+    def __init__(self, keys, children, type_root, type_model):
+        self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
+        self.children: list[ElementNode] = children
+        self.type_root: ElementNode | None = type_root
+        self.type_model: StructureModel | None = type_model
+
+
+def build_layout(children: list[ElementNode], type_root, type_model) -> Layout:
+    keys: dict = {}
+    for c in children:
+        if c.choice:
+            for t in c.type_codes:
+                key = c.name + upper_first(t)
+                keys[key] = (c, t, False)
+                if t in PRIMITIVE_TYPES:
+                    keys["_" + key] = (c, t, True)
+        else:
+            t = c.type_codes[0] if c.type_codes else ""
+            if c.content_ref:
+                t = ""
+            keys[c.name] = (c, t, False)
+            if t in PRIMITIVE_TYPES:
+                keys["_" + c.name] = (c, t, True)
+    return Layout(keys, children, type_root, type_model)
+
+
+class Frame:
+    """Where we are inside the resource being walked (for resolve(), contained refs, Bundles)."""
+
+    __slots__ = ("resource", "path", "parent", "bundle_entry")
+
+    def __init__(self, resource: dict, path: str, parent: "Frame | None", bundle_entry=None):
+        self.resource = resource
+        self.path = path
+        self.parent = parent
+        self.bundle_entry = bundle_entry
+
+
+class Walker:
+    def __init__(self, validator: "Validator", resolver=None):
+        self.v = validator
+        self.resolver = resolver
+        self.issues: list[Issue] = []
+        self._seen: set = set()
+        self.frame: Frame | None = None
+        self.model: StructureModel | None = None  # the definition currently walked (for messages)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def add(self, severity: str, code: str, text: str, path: str) -> None:
+        key = (severity, text, path)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.issues.append(Issue(severity, code, text, [path]))
+
+    # -- resources ---------------------------------------------------------------------------
+    def resource(self, obj, path: str, *, model: StructureModel | None = None, base: bool = True,
+                 inner: bool = False) -> None:
+        """Walk a resource. ``inner`` marks contained/bundled resources: their paths get the
+        HL7 ``/*Type/id*/`` marker and their own meta.profile is honoured."""
+        if not isinstance(obj, dict):
+            self.add("error", "structure", f"A resource must be a JSON object, not {json_type_name(obj)}", path)
+            return
+        rt = obj.get("resourceType")
+        if not isinstance(rt, str):
+            self.add("error", "structure", "Unable to find resourceType property", path)
+            return
+        if model is None:
+            model = self.v.type_model(rt) if self.v.definitions.is_resource_type(rt) else None
+            if model is None:
+                self.add("error", "structure", f"Unknown resource type '{rt}'", path + ".resourceType"
+                         if not inner else path)
+                return
+        elif model.type != rt and model.type not in RESOURCE_TYPE_CODES:
+            self.add("error", "structure", f"Found resource type {rt} but the profile {model.label} is for {model.type}",
+                     path)
+            return
+        if inner:
+            path = f"{path}/*{rt}/{obj.get('id') if isinstance(obj.get('id'), str) else 'null'}*/"
+        outer_frame, outer_model = self.frame, self.model
+        self.frame = Frame(obj, path, outer_frame)
+        self.model = model
+        try:
+            if base and "id" in obj:
+                msg = check_resource_id(obj["id"])
+                if msg:
+                    self.add("error", "invalid", msg, self._join(path, "id"))
+            root = model.root
+            self.complex(obj, root, rt if base else model.type, path, base, is_resource=True)
+            self.v.resource_checks(self, obj, model, path, base)
+        finally:
+            self.frame, self.model = outer_frame, outer_model
+        if inner and base:
+            for prof in _meta_profiles(obj):
+                self.v.walk_profile(self, obj, prof, path_in=path, unknown="warning")
+
+    @staticmethod
+    def _join(path: str, name: str) -> str:
+        return path + "." + name
+
+    # -- complex elements --------------------------------------------------------------------
+    def complex(self, obj: dict, node: ElementNode, type_code: str, path: str, base: bool,
+                is_resource: bool = False) -> None:
+        layout = self.v.layout(node, type_code)
+        keys = layout.keys
+        groups: dict[ElementNode, list] = {}
+        for key, val in obj.items():
+            ent = keys.get(key)
+            if ent is None:
+                if is_resource and key == "resourceType":
+                    continue
+                if key == "fhir_comments":
+                    continue
+                if base or not self._known_in_base(node, type_code, key):
+                    self.add("error", "structure", f"Unrecognized property '{key}'", path)
+                continue
+            child, t, underscore = ent
+            g = groups.get(child)
+            if g is None:
+                groups[child] = [(key, t, underscore, val)]
+            else:
+                g.append((key, t, underscore, val))
+        for child in layout.children:
+            g = groups.get(child)
+            if g is None:
+                if child.min > 0:
+                    self._cardinality(child, 0, path)
+                continue
+            self._child(child, g, path, base)
+        # constraints of the element and of its type, after the children (as FHIR reports them)
+        self.v.node_checks(self, node, type_code, obj, path, base, layout)
+
+    def _known_in_base(self, node, type_code, key) -> bool:
+        """Profile walks: unknown properties were reported by the base walk already."""
+        return True
+
+    def _child(self, child: ElementNode, entries: list, path: str, base: bool) -> None:
+        # Pair each value with its "_x" sibling, per concrete type (choice types).
+        by_type: dict[str, list] = {}
+        for key, t, underscore, val in entries:
+            slot = by_type.setdefault(t, [None, None, False, False, key])
+            if underscore:
+                slot[1], slot[3] = val, True
+            else:
+                slot[0], slot[2] = val, True
+                slot[4] = key
+        name = child.name
+        if child.choice and len(by_type) > 1:
+            keys = ", ".join(sorted(e[0] for e in entries if not e[2]))
+            self.add("error", "structure", f"Only one value is allowed for the choice element {child.name}[x] "
+                     f"(found {keys})", path)
+        count = 0
+        for t, (val, ext, has_val, has_ext, key) in by_type.items():
+            if child.choice:
+                cpath = f"{path}.{name}.ofType({t})"
+            else:
+                cpath = self._join(path, name)
+            count += self._values(child, t, val, ext, has_val, has_ext, cpath, key, base)
+        if (count > child.max and not (child.choice and len(by_type) > 1)) or count < child.min:
+            self._cardinality(child, count, path)
+
+    def _cardinality(self, child: ElementNode, count: int, path: str) -> None:
+        label = self.model.label if self.model else child.model.label
+        cpath = child.path
+        if child.slice_name:
+            cpath = f"{child.path}:{child.slice_name}"
+        if count < child.min:
+            self.add("error", "structure", f"{cpath}: minimum required = {child.min}, but only found {count} "
+                     f"(from {label})", path)
+        else:
+            self.add("error", "structure", f"{cpath}: max allowed = {child.max}, but found {count} (from {label})",
+                     path)
+
+    def _values(self, child, t, val, ext, has_val, has_ext, cpath, key, base) -> int:
+        """Check the array/single shape and walk each item; returns how many items there are."""
+        is_array = child.is_array
+        if is_array:
+            items = self._as_array(val, has_val, key, cpath)
+            exts = self._as_array(ext, has_ext, "_" + key, cpath)
+            if items is None or exts is None:
+                return 0
+            n = max(len(items), len(exts))
+            if has_val and has_ext and len(items) != len(exts):
+                self.add("error", "structure", f"The arrays '{key}' and '_{key}' must have the same length", cpath)
+            out = 0
+            for i in range(n):
+                v = items[i] if i < len(items) else None
+                e = exts[i] if i < len(exts) else None
+                ipath = f"{cpath}[{i}]"
+                if v is None and e is None:
+                    self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
+                             "entry has content", ipath)
+                    continue
+                out += 1
+                self.item(child, t, v, e, ipath, base, i)
+            if out:
+                self.v.slice_checks(self, child, t, items, cpath, base)
+            return out
+        for x, present, k in ((val, has_val, key), (ext, has_ext, "_" + key)):
+            if present and isinstance(x, list):
+                self.add("error", "structure", f"The property '{k}' must not be an array (it has at most "
+                         f"one value)", cpath)
+                return 1
+            if present and x is None:
+                self.add("error", "structure", f"The property '{k}' is null; omit it when it has no value", cpath)
+        if val is None and ext is None:
+            return 0
+        self.item(child, t, val, ext, cpath, base, None)
+        return 1
+
+    def _as_array(self, val, present, key, cpath):
+        if not present:
+            return []
+        if not isinstance(val, list):
+            self.add("error", "structure", f"The property '{key}' must be an array, not a {json_type_name(val)}", cpath)
+            return None
+        if not val:
+            self.add("error", "invalid", "Array cannot be empty - the property should not be present if it has "
+                     "no values", cpath)
+            return None
+        return val
+
+    # -- one value ---------------------------------------------------------------------------
+    def item(self, node: ElementNode, t: str, val, ext, path: str, base: bool, index) -> None:
+        if node.content_ref and not t:
+            target = node.model.resolve_content_ref(node.content_ref)
+            if target is None:
+                return
+            if not isinstance(val, dict):
+                self.add("error", "structure", f"The property must be a JSON object, not {json_type_name(val)}", path)
+                return
+            if not val:
+                self.add("error", "structure", "Object must have some content", path)
+                return
+            self.complex(val, target, "", path, base)
+            self.v.element_checks(self, node, "", val, path, base)
+            return
+        if t in PRIMITIVE_TYPES:
+            if val is not None:
+                if isinstance(val, (dict, list)):
+                    self.add("error", "structure", f"The property must be a primitive ({t}), not "
+                             f"{json_type_name(val)}", path)
+                    return
+                if base:
+                    probs = check_primitive(t, val)
+                    if probs:
+                        for sev, code, text in probs:
+                            self.add(sev, code, text, path)
+                        return
+            if ext is not None:
+                if not isinstance(ext, dict):
+                    self.add("error", "structure", f"The '_' property must be a JSON object, not "
+                             f"{json_type_name(ext)}", path)
+                elif not ext:
+                    self.add("error", "structure", "Object must have some content", path)
+                else:
+                    self.complex(ext, self.v.primitive_element_node(t), "Element", path, base)
+            self.v.element_checks(self, node, t, val, path, base, ext)
+            return
+        if val is None:
+            self.add("error", "structure", "The property is null; omit it when it has no value", path)
+            return
+        if t in RESOURCE_TYPE_CODES or self.v.definitions.is_resource_type(t):
+            if base:
+                self.resource(val, path, inner=True)
+            self.v.element_checks(self, node, t, val, path, base)
+            return
+        if not isinstance(val, dict):
+            self.add("error", "structure", f"The property must be a JSON object, not {json_type_name(val)}", path)
+            return
+        if not val:
+            self.add("error", "structure", "Object must have some content", path)
+            return
+        if not t:
+            return
+        self.complex(val, node, t, path, base)
+        self.v.element_checks(self, node, t, val, path, base)
+
+
+def _meta_profiles(obj: dict) -> list[str]:
+    meta = obj.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
+        return [p for p in meta["profile"] if isinstance(p, str)]
+    return []
+
+
+__all__ = ["Walker", "Layout", "build_layout", "Frame", "INF"]
