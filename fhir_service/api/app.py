@@ -6,23 +6,12 @@ exactly by hand than by overlapping path templates.
 """
 from __future__ import annotations
 
-import logging
-import traceback
-
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import jsonutil
 from ..config import Settings
-from ..outcome import FHIRError, Issue, operation_outcome
-from .negotiation import FHIR_JSON
-
-log = logging.getLogger("fhir_service")
-
-
-def outcome_response(status: int, issues: list[Issue], headers: dict | None = None) -> Response:
-    return Response(jsonutil.dumps_bytes(operation_outcome(issues)), status_code=status,
-                    media_type=FHIR_JSON, headers=headers)
+from ..outcome import FHIRError, Issue
+from .errors import outcome_response, unexpected_error_response
 
 
 def build_service(settings: Settings):
@@ -57,12 +46,14 @@ def create_app(settings: Settings | None = None, service=None) -> FastAPI:
     async def fhir_error(request: Request, exc: FHIRError):
         return outcome_response(exc.status, exc.issues, exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "processing"
+        return outcome_response(exc.status_code, [Issue("error", code, str(exc.detail))])
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        # Log where it failed, never the message: it could quote resource content.
-        log.error("unexpected %s at %s %s\n%s", type(exc).__name__, request.method, request.url.path,
-                  "".join(traceback.format_tb(exc.__traceback__)))
-        return outcome_response(500, [Issue("fatal", "exception", "The server met an unexpected error; it has been logged")])
+        return unexpected_error_response(request, exc)
 
     @app.on_event("shutdown")
     def close() -> None:

@@ -15,8 +15,9 @@ from ..core.capabilities import capability_statement
 from ..core.operations import OperationCall, find as find_operation
 from ..core.resource_utils import etag, http_date, instant_to_datetime, parse_etag, parse_http_date
 from ..core.service import FHIRService, Result
-from ..outcome import Issue, error, operation_outcome
+from ..outcome import FHIRError, Issue, error, operation_outcome
 from ..storage import Row
+from .errors import outcome_response, unexpected_error_response
 from .negotiation import FHIR_JSON, Prefer, body_kind, check_accept
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -48,7 +49,10 @@ class Call:
     def json_body(self) -> Any:
         if not self.body:
             raise error(400, "required", "The request has no body")
-        return jsonutil.loads(self.body, max_depth=self.settings.max_json_depth)
+        try:
+            return jsonutil.loads(self.body, max_depth=self.settings.max_json_depth)
+        except jsonutil.JSONError as exc:
+            raise error(400, "structure", f"The body is not valid JSON: {exc}")
 
     def respond(self, status: int, body: Any = None, headers: dict | None = None) -> Response:
         content = b"" if body is None else body if isinstance(body, bytes) else jsonutil.dumps_bytes(body, pretty=self.pretty)
@@ -256,10 +260,15 @@ def install(app: FastAPI) -> None:
     base = app.state.settings.base_path.rstrip("/")
 
     async def handle(request: Request, path: str = "") -> Response:
-        body = await _read_body(request, request.app.state.settings.max_body_bytes)
-        call = Call(request, body)
-        parts = [p for p in path.split("/") if p]
-        return await run_in_threadpool(dispatch, call, parts)
+        try:
+            body = await _read_body(request, request.app.state.settings.max_body_bytes)
+            call = Call(request, body)
+            parts = [p for p in path.split("/") if p]
+            return await run_in_threadpool(dispatch, call, parts)
+        except FHIRError as exc:
+            return outcome_response(exc.status, exc.issues, exc.headers)
+        except Exception as exc:  # answered here, so the connection always gets an OperationOutcome
+            return unexpected_error_response(request, exc)
 
     app.add_api_route(base, handle, methods=METHODS, include_in_schema=False)
     app.add_api_route(base + "/{path:path}", handle, methods=METHODS, include_in_schema=False)

@@ -42,6 +42,7 @@ class FHIRService:
         self.repo = repo
         self.definitions = definitions
         self.settings = settings or Settings()
+        self._conformance_seq = 0  # the newest conformance write this process has seen
 
     # -- plumbing ----------------------------------------------------------------------------
     def in_write_transaction(self, work: Callable[[Session], T], session: Session | None = None) -> T:
@@ -72,10 +73,31 @@ class FHIRService:
             raise error(400, "invalid", f"resourceType {rt!r} does not match the URL's type {res_type!r}", "resourceType")
         return body
 
-    def validate(self, resource: dict) -> list[Issue]:
+    def sync_conformance(self, session: Session | None = None) -> None:
+        """Pick up profiles, ValueSets, SearchParameters... that any process stored since we last looked.
+
+        Several server processes share one database, so a conformance resource written through
+        another process must reach this process's Definitions before we validate or index.
+        """
+        if session is None:
+            with self.repo.transaction() as s:
+                return self.sync_conformance(s)
+        types = sorted(CONFORMANCE_TYPES)
+        marks = ", ".join("?" for _ in types)
+        newest = session.query(f"SELECT MAX(seq) FROM resource_version WHERE res_type IN ({marks})", types)[0][0] or 0
+        if newest <= self._conformance_seq:
+            return
+        rows = session.query(f"SELECT content FROM resource WHERE res_type IN ({marks}) AND seq > ? "
+                             "AND content IS NOT NULL ORDER BY seq", [*types, self._conformance_seq])
+        for (content,) in rows:
+            self.definitions.add(jsonutil.loads(content))
+        self._conformance_seq = newest
+
+    def validate(self, resource: dict, session: Session | None = None) -> list[Issue]:
         """Validate before storing: errors reject the write (422); warnings are returned."""
         if not self.settings.validate_writes:
             return []
+        self.sync_conformance(session)
         from ..validation import validate_resource
         issues = validate_resource(resource, self.definitions, resolver=self.resolve_canonical,
                                    unknown_profile=self.settings.unknown_profile)
@@ -242,7 +264,7 @@ class FHIRService:
                 patched = patching.apply_fhirpath_patch(original, document)
             if patched.get("resourceType") != res_type or patched.get("id") != target_id:
                 raise error(422, "processing", "A patch may not change the resource's type or id")
-            warnings = self.validate(patched)  # the patched result is validated like any update
+            warnings = self.validate(patched, s)  # the patched result is validated like any update
             return self._update_locked(s, res_type, target_id, patched, None, warnings, "PATCH")
         return self.in_write_transaction(work, session)
 
@@ -291,11 +313,13 @@ class FHIRService:
         if compartment:
             self.check_type(compartment[0])
             check_id(compartment[1])
-        with self.repo.transaction() as s:
+        self.sync_conformance()
+        # A search larger than a page snapshots its results for stable paging: that writes.
+        with self.repo.transaction(write=True) as s:
             return search.search(s, self.definitions, resource_type=res_type, params=params, base_url=base_url,
                                  strict=strict, compartment=compartment)
 
     def search_page(self, params: list[tuple[str, str]], base_url: str) -> dict:
-        with self.repo.transaction() as s:
+        with self.repo.transaction(write=True) as s:
             return search.page(s, self.definitions, params, base_url)
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 _SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=65536)
 def norm_string(value: str) -> str:
     s = unicodedata.normalize("NFKD", value.casefold())
     s = "".join(c for c in s if not unicodedata.combining(c))

@@ -45,38 +45,57 @@ class Unsupported(Exception):
 
 # -- walking ----------------------------------------------------------------------------------
 
+_RESOLVED: dict[tuple[str, str], tuple] = {}
+
+
+def _resolve_child(mpath: str, name: str) -> tuple:
+    """How to find child ``name`` under model path ``mpath`` (cached: the model is static).
+
+    ("choice", [(json key, type), ...]) or ("plain", type, child model path)."""
+    key = (mpath, name)
+    hit = _RESOLVED.get(key)
+    if hit is not None:
+        return hit
+    path = mpath + "." + name
+    path = _ELSEWHERE.get(path, path)
+    choices = _CHOICES.get(path)
+    if choices:
+        hit = ("choice", tuple((name + t, _type_name(t)) for t in choices))
+    else:
+        t = _PATH2TYPE.get(path)
+        if t == "System.String":
+            t = "string"
+        if t is None:  # a backbone element: its children are found under its own path
+            hit = ("plain", None, path)
+        else:
+            hit = ("plain", t, t if t in _TYPE2PARENT and t not in PRIMITIVES else path)
+    _RESOLVED[key] = hit
+    return hit
+
+
 def _children(node: Node, name: str) -> Iterable[Node]:
     value, _, mpath = node
     if not isinstance(value, dict):
         return ()
-    path = mpath + "." + name
-    path = _ELSEWHERE.get(path, path)
+    how = _resolve_child(mpath, name)
     out: list[Node] = []
-    choices = _CHOICES.get(path)
-    if choices:
-        for t in choices:
-            v = value.get(name + t)
+    if how[0] == "choice":
+        for key, tn in how[1]:
+            v = value.get(key)
             if v is not None:
-                tn = _type_name(t)
                 _add(out, v, tn, tn)
         return out
     v = value.get(name)
     if v is None:
         return out
-    t = _PATH2TYPE.get(path)
-    if t == "System.String":
-        t = "string"
+    _, t, child_path = how
     if t == "Resource":
-        items = v if isinstance(v, list) else [v]
-        for item in items:
+        for item in (v if isinstance(v, list) else [v]):
             if isinstance(item, dict):
                 rt = item.get("resourceType")
                 out.append((item, rt, rt or ""))
         return out
-    if t is None:  # a backbone element: its children are found under its own path
-        _add(out, v, None, path)
-    else:
-        _add(out, v, t, t if t in _TYPE2PARENT and t not in PRIMITIVES else path)
+    _add(out, v, t, child_path)
     return out
 
 
@@ -107,6 +126,8 @@ _CALL = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.S)
 _RESOLVE_IS = re.compile(r"^resolve\(\)\s+is\s+([A-Z][A-Za-z]+)$")
 _FIELD_EQ = re.compile(r"^([a-z][A-Za-z]*)\s*=\s*'([^']*)'$")
 _AS = re.compile(r"^\((.*)\s+as\s+([A-Za-z]+)\)$", re.S)
+_HAS_EXTENSION = re.compile(r"^hasExtension\('([^']*)'\)$")
+_EXISTS_NOT_FALSE = re.compile(r"^(\S+)\.exists\(\) and (\S+) != false$")
 _TRAILING_RESOLVE = re.compile(r"\.where\(\s*resolve\(\)\s+is\s+([A-Z][A-Za-z]+)\s*\)\s*$")
 
 
@@ -179,6 +200,11 @@ def _step(seg: str) -> Callable[[list[Node]], list[Node]]:
         if all(targets):
             allowed = frozenset(t.group(1) for t in targets)
             return lambda nodes, allowed=allowed: [n for n in nodes if _ref_type(n[0]) in allowed]
+        m3 = _HAS_EXTENSION.match(arg)
+        if m3:
+            url = m3.group(1)
+            return lambda nodes, u=url: [n for n in nodes if isinstance(n[0], dict) and any(
+                isinstance(e, dict) and e.get("url") == u for e in n[0].get("extension", []))]
         m2 = _FIELD_EQ.match(arg)
         if m2:
             field, lit = m2.groups()
@@ -225,6 +251,10 @@ def compile_expression(expression: str, resource_type: str) -> Extractor | None:
 
 
 def _compile_part(part: str, resource_type: str) -> Extractor:
+    m = _EXISTS_NOT_FALSE.match(part)
+    if m and m.group(1) == m.group(2):  # e.g. Patient.deceased: a boolean, true unless absent or false
+        inner = _compile_part(m.group(1), resource_type)
+        return lambda res: [(any(v is not False for v, _ in inner(res)), "boolean")]
     try:
         steps = _steps(part)
     except Unsupported:

@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 class Layout:
     """How the children of one (element, type) pair appear in JSON."""
 
-    __slots__ = ("keys", "children", "type_root", "type_model")
+    __slots__ = ("keys", "children", "type_root", "type_model", "fp")
 
     def __init__(self, keys, children, type_root, type_model):
         self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
         self.children: list[ElementNode] = children
         self.type_root: ElementNode | None = type_root
         self.type_model: StructureModel | None = type_model
+        self.fp: dict | None = None  # FHIRPath name -> [(json key, child, type)], built on first use
 
 
 def build_layout(children: list[ElementNode], type_root, type_model) -> Layout:
@@ -53,13 +54,21 @@ def build_layout(children: list[ElementNode], type_root, type_model) -> Layout:
 class Frame:
     """Where we are inside the resource being walked (for resolve(), contained refs, Bundles)."""
 
-    __slots__ = ("resource", "path", "parent", "bundle_entry")
+    __slots__ = ("resource", "path", "parent", "contained")
 
-    def __init__(self, resource: dict, path: str, parent: "Frame | None", bundle_entry=None):
+    def __init__(self, resource: dict, path: str, parent: "Frame | None", contained: bool = False):
         self.resource = resource
         self.path = path
         self.parent = parent
-        self.bundle_entry = bundle_entry
+        self.contained = contained
+
+    @property
+    def root(self) -> "Frame":
+        """The container of a contained resource (FHIRPath's %rootResource)."""
+        f = self
+        while f.contained and f.parent is not None:
+            f = f.parent
+        return f
 
 
 class Walker:
@@ -68,6 +77,10 @@ class Walker:
         self.resolver = resolver
         self.issues: list[Issue] = []
         self._seen: set = set()
+        self.done_constraints: set = set()
+        self.done_profiles: set = set()
+        self._fp_context: dict | None = None
+        self._fp_env = None
         self.frame: Frame | None = None
         self.model: StructureModel | None = None  # the definition currently walked (for messages)
 
@@ -103,9 +116,11 @@ class Walker:
             return
         if inner:
             path = f"{path}/*{rt}/{obj.get('id') if isinstance(obj.get('id'), str) else 'null'}*/"
-        outer_frame, outer_model = self.frame, self.model
-        self.frame = Frame(obj, path, outer_frame)
+        outer_frame, outer_model, outer_ctx, outer_env = self.frame, self.model, self._fp_context, self._fp_env
+        self.frame = Frame(obj, path, outer_frame, contained=".contained[" in path[len(outer_frame.path):]
+                           if outer_frame else False)
         self.model = model
+        self._fp_context = self._fp_env = None
         try:
             if base and "id" in obj:
                 msg = check_resource_id(obj["id"])
@@ -115,7 +130,7 @@ class Walker:
             self.complex(obj, root, rt if base else model.type, path, base, is_resource=True)
             self.v.resource_checks(self, obj, model, path, base)
         finally:
-            self.frame, self.model = outer_frame, outer_model
+            self.frame, self.model, self._fp_context, self._fp_env = outer_frame, outer_model, outer_ctx, outer_env
         if inner and base:
             for prof in _meta_profiles(obj):
                 self.v.walk_profile(self, obj, prof, path_in=path, unknown="warning")
@@ -208,6 +223,10 @@ class Walker:
             n = max(len(items), len(exts))
             if has_val and has_ext and len(items) != len(exts):
                 self.add("error", "structure", f"The arrays '{key}' and '_{key}' must have the same length", cpath)
+            chosen = None
+            if child.slices and not base:
+                chosen = self.v.assign_slices(self, child, [items[i] if i < len(items) else exts[i]
+                                                            for i in range(n)], cpath, path_of_parent(cpath, child))
             out = 0
             for i in range(n):
                 v = items[i] if i < len(items) else None
@@ -218,9 +237,7 @@ class Walker:
                              "entry has content", ipath)
                     continue
                 out += 1
-                self.item(child, t, v, e, ipath, base, i)
-            if out:
-                self.v.slice_checks(self, child, t, items, cpath, base)
+                self.item(chosen[i] or child if chosen else child, t, v, e, ipath, base, i)
             return out
         for x, present, k in ((val, has_val, key), (ext, has_ext, "_" + key)):
             if present and isinstance(x, list):
@@ -301,6 +318,13 @@ class Walker:
             return
         self.complex(val, node, t, path, base)
         self.v.element_checks(self, node, t, val, path, base)
+
+
+def path_of_parent(cpath: str, child: ElementNode) -> str:
+    """The parent's path, for messages reported on the containing element."""
+    suffix = "." + child.name
+    i = cpath.rfind(suffix)
+    return cpath[:i] if i > 0 else cpath
 
 
 def _meta_profiles(obj: dict) -> list[str]:

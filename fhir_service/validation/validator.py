@@ -8,7 +8,7 @@ from ..outcome import Issue
 from .model import RESOURCE_TYPE_CODES, ElementNode, StructureModel
 from .primitives import PRIMITIVE_TYPES
 from .structure import Layout, Walker, _meta_profiles, build_layout
-from . import checks
+from . import checks, references, slicing
 
 _SKIP_TYPE_ROOTS = frozenset({"Element", "BackboneElement", "Resource", "DomainResource", ""})
 
@@ -21,7 +21,10 @@ class Validator:
         self._models: dict[str, tuple[dict, StructureModel]] = {}
         self._lock = threading.RLock()
         self._element_nodes: dict[str, ElementNode] = {}
-        self.cache: dict = {}  # scratch space for compiled checks (ValueSets, FHIRPath, ...)
+        self.cache: dict = {}
+        self._subtypes: dict = {}
+        # Extension URL prefixes whose unknown extensions are warnings rather than errors.
+        self.allowed_extension_domains: tuple[str, ...] = ()  # scratch space for compiled checks (ValueSets, FHIRPath, ...)
 
     @classmethod
     def for_definitions(cls, definitions: Definitions) -> "Validator":
@@ -73,6 +76,25 @@ class Validator:
             self._models[type_code] = (None, m)
         return m
 
+    def is_subtype(self, type_code: str, ancestor: str) -> bool:
+        """Whether ``type_code`` is ``ancestor`` or specialises it (Age is a Quantity, ...)."""
+        key = (type_code, ancestor)
+        hit = self._subtypes.get(key)
+        if hit is None:
+            hit = False
+            seen = 0
+            t = type_code
+            while t and seen < 20:
+                if t == ancestor:
+                    hit = True
+                    break
+                m = self.type_model(t)
+                base = m.sd.get("baseDefinition", "") if m is not None else ""
+                t = base.rsplit("/", 1)[-1] if base.startswith("http://hl7.org/fhir/StructureDefinition/") else ""
+                seen += 1
+            self._subtypes[key] = hit
+        return hit
+
     def primitive_element_node(self, type_code: str) -> ElementNode:
         """The node whose children (id, extension) describe a primitive's ``_x`` object."""
         m = self.type_model(type_code)
@@ -113,8 +135,60 @@ class Validator:
     def element_checks(self, w: Walker, node, type_code, val, path, base, ext=None) -> None:
         checks.element(w, node, type_code, val, path, base, ext)
 
-    def slice_checks(self, w: Walker, node, type_code, items, path, base) -> None:
-        checks.slices(w, node, type_code, items, path, base)
+    def assign_slices(self, w: Walker, node, items, path, parent_path) -> list:
+        return slicing.assign(w, node, items, path, parent_path)
+
+    def resolve_reference(self, w: Walker, ref: str):
+        return references.resolve_in(w, w.frame, ref) if w.frame is not None else None
+
+    def walk_element_profile(self, w: Walker, val, model: StructureModel, type_code: str, path: str) -> None:
+        """Walk a datatype value (an extension, a Quantity, ...) against a profile of its type."""
+        if not isinstance(val, dict) or model.root is None:
+            return
+        key = (id(val), model.url, path)
+        if key in w.done_profiles:
+            return
+        w.done_profiles.add(key)
+        outer = w.model
+        w.model = model
+        try:
+            w.complex(val, model.root, type_code, path, False)
+        finally:
+            w.model = outer
+
+    def walk_type_profiles(self, w: Walker, val, type_code: str, profiles, path: str) -> None:
+        """``type.profile``: the value must conform to one of the listed profiles."""
+        if type_code == "Extension" and isinstance(val, dict) and val.get("url") in profiles:
+            return  # extensions are walked against their own definition already
+        for url in profiles:
+            model = self.model(url, w.resolver)
+            if model is None:
+                w.add("error", "structure", f"Unable to resolve the profile reference '{url}'", path)
+                continue
+            if isinstance(val, dict) and "resourceType" in val:
+                inner = f"{path}/*{val.get('resourceType')}/{val.get('id') if isinstance(val.get('id'), str) else 'null'}*/"
+                key = (id(val), model.url, inner)
+                if key not in w.done_profiles:
+                    w.done_profiles.add(key)
+                    w.resource(val, path, model=model, base=False, inner=True)
+            else:
+                self.walk_element_profile(w, val, model, type_code, path)
+            if len(profiles) > 1:
+                break  # several profiles are alternatives: checking the first is the best we can do cheaply
+
+    def conforms(self, w: Walker, val, url: str) -> bool:
+        """Whether a value (or resource) has no errors against a profile (for slicing)."""
+        model = self.model(url, w.resolver)
+        if model is None or not isinstance(val, dict):
+            return False
+        sub = Walker(self, w.resolver)
+        sub.frame = w.frame
+        if "resourceType" in val:
+            sub.resource(val, "x", model=model, base=False)
+        else:
+            sub.model = model
+            sub.complex(val, model.root, model.type, "x", False)
+        return not any(i.is_error for i in sub.issues)
 
     def resource_checks(self, w: Walker, obj, model, path, base) -> None:
         checks.resource(w, obj, model, path, base)
@@ -131,6 +205,33 @@ class Validator:
             w.resource(obj, path_in, model=model, base=False)
         else:
             w.add("error", "structure", f"The profile {model.label} is not a resource profile", path_in)
+
+    def fhirpath_context(self, w: Walker) -> dict:
+        """Variables and hooks for FHIRPath invariants, once per resource walked."""
+        ctx = w._fp_context
+        if ctx is None:
+            frame = w.frame
+            ctx = w._fp_context = {
+                "resource": frame.resource,
+                "rootResource": frame.root.resource,
+                "__resolve": lambda ref, _f=frame: references.resolve_in(w, _f, ref),
+            }
+        return ctx
+
+    def fp_env(self, w: Walker):
+        """The compiled-FHIRPath environment for the resource being walked (once per resource)."""
+        env = w._fp_env
+        if env is None:
+            from .fp_compiler import Env
+            from .fp_values import Item
+            frame = w.frame
+            res, root = frame.resource, frame.root.resource
+            rt = res.get("resourceType", "")
+            res_item = Item(res, None, rt)
+            root_item = res_item if root is res else Item(root, None, root.get("resourceType", ""))
+            env = w._fp_env = Env(self, {"resource": [res_item], "rootResource": [root_item]},
+                                  resolve=lambda ref, _f=frame: references.resolve_in(w, _f, ref))
+        return env
 
     # -- entry point -------------------------------------------------------------------------
     def validate(self, resource, *, profiles=(), resolver=None, unknown_profile: str = "warning") -> list[Issue]:

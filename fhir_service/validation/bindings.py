@@ -1,0 +1,125 @@
+"""Terminology bindings and code validity, with the HL7 validator's severities.
+
+- required: not in the ValueSet is an error;
+- extensible: a warning; preferred: information; example: not checked;
+- a code unknown in a complete CodeSystem we hold is an error whatever the binding;
+- a wrong display is a warning;
+- when membership cannot be decided offline (SNOMED CT/LOINC filters, systems we do not
+  hold) nothing is reported, as the HL7 validator does without a terminology server.
+"""
+from __future__ import annotations
+
+from ..terminology import Terminology
+
+_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
+CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
+_HL7_SYSTEM_PREFIXES = ("http://hl7.org/fhir/", "http://terminology.hl7.org/")
+
+
+def terminology(w) -> Terminology:
+    return Terminology.for_definitions(w.v.definitions)
+
+
+def binding_of(node):
+    b = node.extras.get("binding", False)
+    if b is False:
+        b = None
+        raw = node.ed.get("binding")
+        if isinstance(raw, dict) and raw.get("strength") in _SEVERITY and isinstance(raw.get("valueSet"), str):
+            b = (raw["strength"], raw["valueSet"])
+        node.extras["binding"] = b
+    return b
+
+
+def _vs_text(vs) -> str:
+    return f"'{vs.name}' ({vs.label})"
+
+
+def check(w, node, type_code: str, val, path: str) -> None:
+    """The binding of ``node`` applied to one value of type ``type_code``."""
+    b = binding_of(node)
+    if b is None or type_code not in CODED_TYPES or val is None:
+        return
+    strength, vs_url = b
+    term = terminology(w)
+    vs = term.value_set(vs_url, w.resolver)
+    if vs is None:
+        if strength == "required":
+            w.add("warning", "not-found", f"ValueSet {vs_url} not found, so the code cannot be checked", path)
+        return
+    sev = _SEVERITY[strength]
+    if type_code in ("code", "string", "uri"):
+        if not isinstance(val, str):
+            return
+        if vs.contains(None, val) is False:
+            w.add(sev, "code-invalid", f"The value provided ('{val}') was not found in the value set {_vs_text(vs)}"
+                  + _tail(strength), path)
+        return
+    if not isinstance(val, dict):
+        return
+    if type_code == "Coding":
+        _check_codings(w, vs, [val], strength, sev, path, single=True)
+    elif type_code == "CodeableConcept":
+        codings = [c for c in val.get("coding", ()) if isinstance(c, dict)] if isinstance(val.get("coding"), list) else []
+        if not codings:
+            if strength == "required" and val.get("text") is not None:
+                w.add("error", "code-invalid", f"No code provided, and a code is required from the value set "
+                      f"{_vs_text(vs)}", path)
+            return
+        _check_codings(w, vs, codings, strength, sev, path, single=False)
+    elif type_code == "Quantity":
+        code = val.get("code")
+        if isinstance(code, str):
+            system = val.get("system")
+            if vs.contains(system if isinstance(system, str) else None, code) is False:
+                w.add(sev, "code-invalid", f"The code provided ({system}#{code}) was not found in the value set "
+                      f"{_vs_text(vs)}" + _tail(strength), path)
+
+
+def _tail(strength: str) -> str:
+    if strength == "required":
+        return ", and a code from this value set is required"
+    if strength == "extensible":
+        return ", and a code should come from this value set unless it has no suitable code"
+    return ", and a code is recommended to come from this value set"
+
+
+def _check_codings(w, vs, codings, strength, sev, path, single: bool) -> None:
+    results = []
+    for c in codings:
+        code = c.get("code")
+        if not isinstance(code, str):
+            results.append(None)
+            continue
+        system = c.get("system") if isinstance(c.get("system"), str) else None
+        results.append(vs.contains(system, code))
+    if any(r is True for r in results) or all(r is None for r in results):
+        return
+    if any(r is None for r in results) and strength != "required":
+        return
+    if any(r is None for r in results):
+        return  # cannot tell for some coding: offline, not an error
+    shown = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings)
+    if single:
+        text = f"The Coding provided ({shown}) was not found in the value set {_vs_text(vs)}" + _tail(strength)
+    else:
+        text = f"None of the codings provided are in the value set {_vs_text(vs)}" + _tail(strength) + \
+               f" (codes = {shown})"
+    w.add(sev, "code-invalid", text, path)
+
+
+def check_coding_validity(w, coding: dict, path: str) -> None:
+    """Every Coding: a known, complete CodeSystem must define the code; displays should match."""
+    system, code = coding.get("system"), coding.get("code")
+    if not isinstance(system, str) or not isinstance(code, str):
+        return
+    display = coding.get("display") if isinstance(coding.get("display"), str) else None
+    r = terminology(w).check_coding(system, code, display)
+    if r.valid is False:
+        w.add("error", "code-invalid", r.message or f"Unknown code '{code}'", path + ".code")
+    elif r.display_ok is False:
+        w.add("warning", "invalid", f"Wrong Display Name '{display}' for {system}#{code}. Valid display is "
+              f"'{r.valid_display}'", path + ".display")
+    elif r.unknown_system and system.startswith(_HL7_SYSTEM_PREFIXES):
+        w.add("warning", "not-found", f"A definition for CodeSystem '{system}' could not be found, so the code "
+              "cannot be validated", path + ".system")

@@ -1,0 +1,99 @@
+"""Bad input gets a clear 4xx OperationOutcome, never a 500."""
+from __future__ import annotations
+
+import pytest
+
+
+def assert_outcome(r, status: int, code: str | None = None):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    issue = body["issue"][0]
+    assert issue["severity"] in ("error", "fatal")
+    if code:
+        assert issue["code"] == code, issue
+    return body
+
+
+def test_malformed_json(fhir):
+    r = fhir.request("POST", "Patient", data=b'{"resourceType": "Patient",', headers={"Content-Type": "application/fhir+json"})
+    assert_outcome(r, 400)
+
+
+def test_resource_type_mismatch(fhir):
+    r = fhir.post("Patient", json={"resourceType": "Observation"})
+    body = assert_outcome(r, 400)
+    assert body["issue"][0]["expression"] == ["resourceType"]
+
+
+def test_unknown_type(fhir):
+    assert_outcome(fhir.post("Spaceship", json={"resourceType": "Spaceship"}), 404)
+
+
+def test_unsupported_content_type(fhir):
+    r = fhir.request("POST", "Patient", data=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
+    assert_outcome(r, 415)
+    r = fhir.request("POST", "Patient", data=b"x", headers={"Content-Type": "text/plain"})
+    assert_outcome(r, 415)
+
+
+def test_unsatisfiable_accept(fhir):
+    assert_outcome(fhir.get("metadata", headers={"Accept": "application/fhir+xml"}), 406)
+    assert_outcome(fhir.get("metadata?_format=xml"), 406)
+    assert fhir.get("metadata", headers={"Accept": "application/json"}).status_code == 200
+    assert fhir.get("metadata?_format=json", headers={"Accept": "application/fhir+xml"}).status_code == 200
+
+
+def test_body_too_large(fhir):
+    big = b'{"resourceType":"Patient","text":"' + b"x" * (17 * 1024 * 1024) + b'"}'
+    r = fhir.request("POST", "Patient", data=big, headers={"Content-Type": "application/fhir+json"})
+    assert_outcome(r, 413)
+
+
+def test_json_nested_too_deep(fhir):
+    deep = '{"resourceType":"Patient","extension":' + '[{"extension":' * 200 + "[]" + "}]" * 200 + "}"
+    assert_outcome(fhir.request("POST", "Patient", data=deep.encode(), headers={"Content-Type": "application/fhir+json"}), 400)
+
+
+def test_invalid_resource_is_rejected_with_location(fhir):
+    r = fhir.post("Patient", json={"resourceType": "Patient", "active": "true"})
+    body = assert_outcome(r, 422)
+    assert any("Patient.active" in e for i in body["issue"] for e in i.get("expression", []))
+    r = fhir.post("Patient", json={"resourceType": "Patient", "nickname": "Al"})
+    body = assert_outcome(r, 422)
+    assert any("nickname" in e or "nickname" in i["details"]["text"] for i in body["issue"]
+               for e in i.get("expression", []))
+
+
+def test_method_not_allowed(fhir):
+    assert fhir.request("DELETE", "metadata").status_code == 405
+
+
+@pytest.mark.parametrize("path,method,body", [
+    ("Patient", "POST", b"null"),
+    ("Patient", "POST", b"[]"),
+    ("Patient", "POST", b'"text"'),
+    ("Patient", "POST", b'{"resourceType": 12}'),
+    ("Patient", "POST", b'{"resourceType":"Patient","name":[{}]}'),
+    ("Patient", "POST", b'{"resourceType":"Patient","name":null}'),
+    ("Patient", "POST", b'{"resourceType":"Patient","birthDate":"31/12/2000"}'),
+    ("Patient", "POST", b'{"resourceType":"Patient","meta":"x"}'),
+    ("Patient/x", "PUT", b'{"resourceType":"Patient","id":{"a":1}}'),
+    ("", "POST", b'{"resourceType":"Bundle","type":"transaction","entry":[{}]}'),
+    ("", "POST", b'{"resourceType":"Bundle","type":"transaction","entry":"x"}'),
+    ("", "POST", b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient"}}]}'),
+    ("", "POST", b'{"resourceType":"Bundle","type":"collection"}'),
+    ("Patient/x", "PUT", b'{"resourceType":"Patient","id":"x","gender":5}'),
+    ("Patient/x", "PATCH", b'[{"op":"nonsense"}]'),
+    ("Patient?identifier=a", "PUT", b'{"resourceType":"Observation"}'),
+    ("Patient/x/$validate", "POST", b'{"resourceType":"Parameters","parameter":[{"name":"mode","valueCode":"bad"}]}'),
+    ("Patient?_lastUpdated=notadate", "GET", b""),
+    ("Patient/x/_history/abc", "GET", b""),
+    ("_history?_since=yesterday", "GET", b""),
+    ("Patient?_count=-1", "GET", b""),
+])
+def test_garbage_never_causes_500(fhir, path, method, body):
+    ctype = "application/json-patch+json" if method == "PATCH" else "application/fhir+json"
+    r = fhir.request(method, path, data=body or None, headers={"Content-Type": ctype})
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert r.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,40 @@
+"""Several server processes over one database must stay correct (no per-process resource state)."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import FHIRClient, Server, drop_database, new_database_url
+from test_rest_crud import patient
+
+
+@pytest.fixture(scope="module")
+def two_servers(backend, tmp_path_factory):
+    """Two independent server processes (plus uvicorn workers) sharing one database."""
+    url = new_database_url(backend, tmp_path_factory.mktemp("multi"))
+    a = Server(url, workers=2)
+    b = Server(url)
+    yield FHIRClient(a.base), FHIRClient(b.base)
+    a.stop()
+    b.stop()
+    drop_database(url)
+
+
+def test_conditional_create_across_processes(two_servers, uid):
+    a, b = two_servers
+    h = {"If-None-Exist": f"identifier=urn:test|{uid}"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda i: (a if i % 2 else b).post("Patient", json=patient(uid), headers=h).status_code,
+                              range(16)))
+    assert codes.count(201) == 1, codes
+    assert a.get(f"Patient?identifier=urn:test|{uid}").json()["total"] == 1
+
+
+def test_writes_seen_by_every_process(two_servers, uid):
+    a, b = two_servers
+    pid = a.post("Patient", json=patient(uid)).json()["id"]
+    assert b.put(f"Patient/{pid}", json=patient(uid, id=pid, gender="male"), headers={"If-Match": 'W/"1"'}).status_code == 200
+    assert a.put(f"Patient/{pid}", json=patient(uid, id=pid, gender="other"), headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert a.get(f"Patient/{pid}").json()["gender"] == "male"
+    assert b.get(f"Patient/{pid}/_history").json()["total"] == 2
