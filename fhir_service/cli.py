@@ -67,6 +67,30 @@ def load(paths: tuple[Path, ...], database: str, quiet: bool) -> None:
     sys.exit(1 if report.failures else 0)
 
 
+@main.command()
+@click.option("--database", default=lambda: Settings().database, show_default="sqlite:///./data/fhir.db",
+              help="sqlite:///PATH or postgresql://user@host:port/db")
+def reindex(database: str) -> None:
+    """Re-extract the search index of every resource (after adding a SearchParameter)."""
+    from tqdm import tqdm
+
+    from . import search
+    from .api.app import build_service
+    service = build_service(_settings(database))
+    service.sync_conformance()
+    bar = tqdm(unit="resource", desc="reindexing")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    try:
+        count = search.reindex(service.repo, service.definitions, progress=progress)
+    finally:
+        bar.close()
+        service.repo.close()
+    click.echo(f"reindexed {count} resources", err=True)
+
+
 @main.group()
 def definitions() -> None:
     """The R4 core definitions (hl7.fhir.r4.core#4.0.1)."""

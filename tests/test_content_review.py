@@ -11,32 +11,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 
-from fhir_service import jsonutil
 from fhir_service.fhirpath import evaluate
+from test_content_conformance import BASE, EXAMPLES, PROFILES, SDC, load, walk_items as walk
 
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES = ROOT / "profiles"
-EXAMPLES = ROOT / "examples"
-BASE = "https://fhir.imp2art.org"
-SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
 ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
 ACT_RESPONSE = f"{BASE}/CodeSystem/act-response"
-
-
-def load(path: Path) -> dict:
-    return jsonutil.loads(path.read_bytes())
-
-
-def walk(items):
-    for it in items:
-        yield it
-        yield from walk(it.get("item", []))
-        for a in it.get("answer", []):
-            yield from walk(a.get("item", []))
 
 
 @lru_cache(maxsize=None)

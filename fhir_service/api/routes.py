@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from .. import jsonutil
 from ..core import bundles
@@ -256,19 +257,51 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _is_plain_read(parts: list[str]) -> bool:
+    return (len(parts) == 2 and not parts[1].startswith(("$", "_"))) or \
+        (len(parts) == 4 and parts[2] == "_history")
+
+
 def install(app: FastAPI) -> None:
+    """Mount the FHIR dispatcher at the base path as a plain ASGI app.
+
+    FHIR routing is done by ``dispatch``; going through FastAPI's per-route dependency and
+    validation machinery would only add cost to every request.
+    """
     base = app.state.settings.base_path.rstrip("/")
 
-    async def handle(request: Request, path: str = "") -> Response:
+    async def handle(request: Request, path: str) -> Response:
         try:
             body = await _read_body(request, request.app.state.settings.max_body_bytes)
             call = Call(request, body)
             parts = [p for p in path.split("/") if p]
+            if call.method in ("GET", "HEAD") and _is_plain_read(parts):
+                # A read by id is one indexed lookup: cheaper than a hop to the thread pool.
+                return dispatch(call, parts)
             return await run_in_threadpool(dispatch, call, parts)
         except FHIRError as exc:
             return outcome_response(exc.status, exc.issues, exc.headers)
         except Exception as exc:  # answered here, so the connection always gets an OperationOutcome
             return unexpected_error_response(request, exc)
 
-    app.add_api_route(base, handle, methods=METHODS, include_in_schema=False)
-    app.add_api_route(base + "/{path:path}", handle, methods=METHODS, include_in_schema=False)
+    class FHIRApp:
+        """A plain ASGI app (a class, so Starlette passes it scope/receive/send)."""
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return
+            path = scope["path"]
+            if path.startswith(base):
+                path = path[len(base):]
+            if scope["method"] not in METHODS:
+                response = outcome_response(405, [Issue("error", "not-supported", f"{scope['method']} is not supported")])
+            else:
+                response = await handle(Request(scope, receive), path)
+            await response(scope, receive, send)
+
+    fhir_app = FHIRApp()
+
+    # The base URL itself (POST [base] for transactions, GET [base] for system search) and
+    # everything below it.
+    app.router.routes.append(Route(base, endpoint=fhir_app, methods=METHODS))
+    app.mount(base, fhir_app)

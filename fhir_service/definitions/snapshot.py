@@ -65,8 +65,8 @@ class _Generator:
         root_old = base_elems[0]["path"].split(".")[0]
         root_new = sd["type"]
         self.elements = [_rename(e, root_old, root_new) for e in base_elems]
-        if sd.get("derivation") == "constraint":
-            pass
+        # content references expand from the base, never from elements this profile changed
+        self.base = [copy.deepcopy(e) for e in self.elements]
         self._reindex()
         self._last_slice_prefix: dict[str, str] = {}
 
@@ -165,12 +165,12 @@ class _Generator:
         src_root = None
         if e.get("contentReference"):
             ref = e["contentReference"].split("#", 1)[-1]
-            rn = next((k for k, x in enumerate(self.elements) if x.get("path") == ref and ":" not in x["id"]), None)
+            rn = next((k for k, x in enumerate(self.base) if x.get("path") == ref and ":" not in x["id"]), None)
             if rn is not None:
-                end = self._children_end(rn)
-                source = [x for x in self.elements[rn + 1:end] if ":" not in x["id"][len(self.elements[rn]["id"]):]]
-                src_root = self.elements[rn]
-                source = [src_root] + source
+                src_root = self.base[rn]
+                rid = src_root["id"]
+                source = [src_root] + [x for x in self.base[rn + 1:] if x["id"].startswith(rid + ".")
+                                       and ":" not in x["id"][len(rid):]]
         else:
             codes = {t.get("code") for t in e.get("type", ())}
             if len(codes) != 1:
@@ -189,6 +189,10 @@ class _Generator:
         for x in source[1:]:
             c = _rename(x, root_path, e["path"], root_id, e["id"])
             new.append(c)
+        if e.get("contentReference"):
+            # the element now carries its own children: it takes the referenced element's type
+            e.pop("contentReference", None)
+            e["type"] = copy.deepcopy(src_root.get("type") or [{"code": "BackboneElement"}])
         self.elements[n + 1:n + 1] = new
         self._reindex()
 

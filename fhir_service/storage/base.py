@@ -83,10 +83,10 @@ class Session(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
-    def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None) -> None:
+    def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None, *, fresh: bool = False) -> None:
         """Delete the resource's index rows in every index table and insert the new ones."""
         from .schema import INDEX_TABLES
-        for table in INDEX_TABLES:
+        for table in () if fresh else INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
         for table_name, rows in (index_rows or {}).items():
             if not rows:

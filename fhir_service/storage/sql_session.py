@@ -40,7 +40,8 @@ class SQLSession(Session):
                 "UPDATE resource SET version = ?, last_updated = ?, deleted = ?, content = ?, seq = ? "
                 "WHERE res_type = ? AND res_id = ?",
                 (row.version, row.last_updated, deleted, row.content, seq, row.res_type, row.res_id))
-        self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows)
+        # A first version has no index rows to replace.
+        self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
         return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method, seq)
 
     def _insert_current(self, row: Row, deleted, seq: int) -> None:

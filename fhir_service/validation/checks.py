@@ -1,10 +1,16 @@
 """Dispatch from the walker to the rule modules."""
 from __future__ import annotations
 
-from . import bindings, extensions, invariants, profile, questionnaire, references, resources
+from . import bindings, bundle, datatypes, xhtml, extensions, invariants, profile, questionnaire, references, resources
 
 def after_children(w, node, type_code, obj, path, base, layout) -> None:
-    invariants.evaluate(w, node, obj, path, type_code)
+    if not ("resourceType" in obj and node.model.root is not node):
+        # (a resource under a profiled element: that element's invariants ran on the container)
+        invariants.evaluate(w, node, obj, path, type_code)
+    if base:
+        rule = datatypes.BY_TYPE.get(type_code)
+        if rule is not None:
+            rule(w, obj, path)
     if base and layout.type_root is not None:
         invariants.evaluate(w, layout.type_root, obj, path, type_code)
     if base and type_code == "Coding":
@@ -22,6 +28,8 @@ def _has_profile_rules(node) -> bool:
 
 
 def element(w, node, type_code, val, path, base, ext=None) -> None:
+    if type_code == "xhtml" and base:
+        xhtml.check_narrative(w, val, path, w.frame.resource if w.frame else None)
     if type_code in bindings.CODED_TYPES:
         bindings.check(w, node, type_code, val, path)
     if _has_profile_rules(node):
@@ -41,5 +49,8 @@ def element(w, node, type_code, val, path, base, ext=None) -> None:
 def resource(w, obj, model, path, base) -> None:
     if base:
         resources.check(w, obj, path)
-        if obj.get("resourceType") == "QuestionnaireResponse":
+        rt = obj.get("resourceType")
+        if rt == "QuestionnaireResponse":
             questionnaire.check_response(w, obj, path)
+        elif rt == "Bundle":
+            bundle.check(w, obj, path)

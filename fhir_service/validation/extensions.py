@@ -11,6 +11,9 @@ from .primitives import PRIMITIVE_TYPES
 
 EXT1 = "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'"
 _LENIENT = ("example.org", "example.com", "acme.com", "nema.org", "hl7.org/fhir/tools/StructureDefinition/")
+# Core-namespace extensions published after R4 live in the HL7 extensions package, which the
+# HL7 validator loads and we do not have offline: unknown ones there are warnings.
+_EXTENSIONS_PACK = "http://hl7.org/fhir/StructureDefinition/"
 
 
 def check_all(w, host_node, host_type: str, obj: dict, path: str) -> None:
@@ -47,7 +50,8 @@ def _check_one(w, host_node, host_type: str, ext: dict, path: str, modifier: boo
 
 
 def _unknown(w, url: str, path: str, modifier: bool) -> None:
-    lenient = any(d in url for d in _LENIENT) or any(url.startswith(d) for d in w.v.allowed_extension_domains)
+    lenient = any(d in url for d in _LENIENT) or url.startswith(_EXTENSIONS_PACK) or \
+        any(url.startswith(d) for d in w.v.allowed_extension_domains)
     if lenient and not modifier:
         w.add("warning", "structure", f"Unknown extension {url}", path)
     else:

@@ -1052,6 +1052,16 @@ def f_conformsTo(env, coll, url):
 
 
 @_fn({0})
+def f_type(env, coll):
+    out = []
+    for it in coll:
+        t = it.t or ""
+        ns = "System" if t in ("Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time") else "FHIR"
+        out.append(Item({"namespace": ns, "name": t}, None, "TypeInfo"))
+    return out
+
+
+@_fn({0})
 def f_htmlChecks(env, coll):
     return TRUE  # narrative is checked natively (xhtml.py)
 

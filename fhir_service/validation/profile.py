@@ -1,6 +1,7 @@
 """Profile constraints on one element: fixed[x], pattern[x], maxLength, minValue/maxValue."""
 from __future__ import annotations
 
+import datetime as _dt
 from decimal import Decimal
 
 from .fp_values import Item, compare_temporal
@@ -120,8 +121,36 @@ def _check_fixed(w, val, fixed, path: str) -> None:
         w.add("error", "value", f"Value is '{_show(val)}' but must be '{_show(fixed)}'", path)
 
 
+def _duration_bound(w, val, bound: dict, kind: str, path: str) -> None:
+    """minValueDuration / maxValueDuration on a date: relative to now (max: at most now + d;
+    min: at least now - d)."""
+    from ..terminology import ucum
+    secs = ucum.convert(bound.get("value"), bound.get("code") or "", "s") if _num(bound.get("value")) is not None \
+        else None
+    if secs is None or not isinstance(val, str):
+        return
+    now = _dt.datetime.now(_dt.timezone.utc)
+    delta = _dt.timedelta(seconds=float(secs))
+    limit = (now + delta) if kind == "max" else (now - delta)
+    text = limit.date().isoformat() if len(val) <= 10 else limit.isoformat(timespec="seconds")
+    c = compare_temporal(val, text[:len(val)] if len(val) <= 10 else text)
+    if c is None:
+        return
+    shown = f"{bound.get('value')} {bound.get('unit') or bound.get('code')}"
+    if kind == "max" and c > 0:
+        w.add("error", "invalid", f"The value in the instance ({val}) is later than the maximum allowed (now + "
+              f"{shown})", path)
+    if kind == "min" and c < 0:
+        w.add("error", "invalid", f"The value in the instance ({val}) is earlier than the minimum allowed (now - "
+              f"{shown})", path)
+
+
 def _bound(w, val, bound, btype: str, kind: str, path: str) -> None:
     if val is None:
+        return
+    if btype == "Duration":
+        if isinstance(bound, dict):
+            _duration_bound(w, val, bound, kind, path)
         return
     if btype == "Quantity":
         if not isinstance(val, dict) or not isinstance(bound, dict):

@@ -17,33 +17,31 @@ def bundle_frames(frame):
 
 
 def find_in_bundle(bundle: dict, ref: str, base_full_url: str | None = None) -> list[dict]:
-    """Entries whose resource a reference points at (fullUrl match, or Type/id match)."""
+    """Entries a reference points at: by fullUrl (a relative reference is resolved against the
+    referencing entry's base), else by type/id; ``/_history/v`` selects meta.versionId."""
     ref = ref.split("#", 1)[0]
     if not ref:
         return []
-    found = []
-    rel = None if ref.startswith(_ABSOLUTE) else ref.split("/_history/")[0]
-    if rel is None and base_full_url is None:
-        pass
-    candidates = []
-    if rel is not None and base_full_url and base_full_url.startswith("http"):
-        # a relative reference is relative to the referencing entry's base URL
+    version = None
+    if "/_history/" in ref:
+        ref, version = ref.split("/_history/", 1)
+    absolute = ref.startswith(_ABSOLUTE)
+    wanted = ref
+    if not absolute and base_full_url and base_full_url.startswith("http"):
         parts = base_full_url.rsplit("/", 2)
         if len(parts) == 3:
-            candidates.append(parts[0] + "/" + rel)
-    for e in bundle.get("entry", ()) if isinstance(bundle.get("entry"), list) else ():
-        if not isinstance(e, dict):
-            continue
-        full = e.get("fullUrl")
-        res = e.get("resource")
-        if isinstance(full, str) and (full == ref or full in candidates):
-            found.append(e)
-        elif rel is not None and isinstance(res, dict) and not candidates:
-            rt, _, rid = rel.partition("/")
-            if res.get("resourceType") == rt and res.get("id") == rid:
-                found.append(e)
-            elif isinstance(full, str) and full.endswith("/" + rel):
-                found.append(e)
+            wanted = parts[0] + "/" + ref
+    entries = [e for e in bundle.get("entry", ()) if isinstance(e, dict)] if isinstance(bundle.get("entry"), list) \
+        else []
+    found = [e for e in entries if e.get("fullUrl") == wanted]
+    if not found and not absolute:
+        rt, _, rid = ref.partition("/")
+        found = [e for e in entries if isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == rt
+                 and e["resource"].get("id") == rid and not (isinstance(e.get("fullUrl"), str)
+                                                            and e["fullUrl"].startswith("http") and wanted != ref)]
+    if version is not None:
+        found = [e for e in found if isinstance(e.get("resource"), dict)
+                 and isinstance(e["resource"].get("meta"), dict) and e["resource"]["meta"].get("versionId") == version]
     return found
 
 
@@ -64,9 +62,6 @@ def resolve_in(w, frame, ref: str) -> dict | None:
             if isinstance(m.get("resource"), dict):
                 return m["resource"]
     return None
-
-
-_LOCAL_BUNDLE_TYPES = ("document", "message", "collection")
 
 
 def _bundle_context(w):
@@ -92,8 +87,10 @@ def _target_types(w, node) -> set[str] | None:
             if t.code != "Reference":
                 continue
             for p in t.target_profiles:
-                if p.startswith("http://hl7.org/fhir/StructureDefinition/") and "-" not in p.rsplit("/", 1)[-1]:
-                    types.add(p.rsplit("/", 1)[-1])
+                last = p.rsplit("/", 1)[-1]
+                if p.startswith("http://hl7.org/fhir/StructureDefinition/") and \
+                        (w.v.definitions.is_resource_type(last) or last == "Resource"):
+                    types.add(last)
                 else:
                     m = w.v.model(p, w.resolver)
                     types.add(m.type if m is not None else "Resource")
@@ -122,9 +119,9 @@ def check_reference(w, node, val: dict, path: str) -> None:
             if matches and isinstance(matches[0].get("resource"), dict):
                 found_type = matches[0]["resource"].get("resourceType")
             elif ref.startswith(("urn:uuid:", "urn:oid:")):
-                w.add("error", "not-found", f"Bundled or contained reference not found within the bundle/resource "
-                      f"{ref}", path)
-            elif bundle.get("type") in _LOCAL_BUNDLE_TYPES and _same_server(ref, full_url, bundle):
+                w.add("warning", "not-found", f"Can't find '{ref}' in the bundle", path)
+            elif _aggregated(node):
+                # type.aggregation says the target travels with the resource (bundled/contained)
                 w.add("error", "required", f"Bundled or contained reference not found within the bundle/resource "
                       f"{ref}", path)
         if found_type is None:
@@ -137,14 +134,8 @@ def check_reference(w, node, val: dict, path: str) -> None:
               f"({', '.join(sorted(allowed))})", path)
 
 
-def _same_server(ref: str, full_url: str | None, bundle: dict) -> bool:
-    """A relative reference in a bundle whose entries live on one server should resolve in it."""
-    if ref.startswith(("http://", "https://")):
-        base = ref.rsplit("/", 2)[0]
-        return any(isinstance(e, dict) and isinstance(e.get("fullUrl"), str) and e["fullUrl"].startswith(base + "/")
-                   for e in bundle.get("entry", ()))
-    if "/" not in ref or full_url is None or not full_url.startswith("http"):
-        return False
-    return True
+def _aggregated(node) -> bool:
+    return any(a in ("bundled", "contained") for t in node.ed.get("type", ()) if t.get("code") == "Reference"
+               for a in t.get("aggregation", ()))
 
 

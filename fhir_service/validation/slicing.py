@@ -157,8 +157,18 @@ def _matches(w, slice_node: ElementNode, item, disc: dict) -> bool:
                 return True
         return not values and not codes
     if dtype == "profile":
-        profiles = [p for t in target.types for p in (t.target_profiles if dpath.endswith("resolve()") else t.profiles)]
-        return any(w.v.conforms(w, v, p) for v in values for p in profiles) if profiles else True
+        pairs = [(t.code, p) for t in target.types for p in (t.target_profiles if dpath.endswith("resolve()")
+                                                             else t.profiles)]
+        if not pairs:
+            return True
+        for v in values:
+            for code, p in pairs:
+                ok = w.v.conforms(w, v, p)
+                if ok is None:  # profile unknown offline: fall back to the type it constrains
+                    ok = isinstance(v, dict) and v.get("resourceType", code) == code
+                if ok:
+                    return True
+        return False
     return True
 
 

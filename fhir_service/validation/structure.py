@@ -94,7 +94,7 @@ class Walker:
 
     # -- resources ---------------------------------------------------------------------------
     def resource(self, obj, path: str, *, model: StructureModel | None = None, base: bool = True,
-                 inner: bool = False) -> None:
+                 inner: bool = False, root: ElementNode | None = None) -> None:
         """Walk a resource. ``inner`` marks contained/bundled resources: their paths get the
         HL7 ``/*Type/id*/`` marker and their own meta.profile is honoured."""
         if not isinstance(obj, dict):
@@ -110,7 +110,7 @@ class Walker:
                 self.add("error", "structure", f"Unknown resource type '{rt}'", path + ".resourceType"
                          if not inner else path)
                 return
-        elif model.type != rt and model.type not in RESOURCE_TYPE_CODES:
+        elif root is None and model.type != rt and model.type not in RESOURCE_TYPE_CODES:
             self.add("error", "structure", f"Found resource type {rt} but the profile {model.label} is for {model.type}",
                      path)
             return
@@ -126,8 +126,11 @@ class Walker:
                 msg = check_resource_id(obj["id"])
                 if msg:
                     self.add("error", "invalid", msg, self._join(path, "id"))
-            root = model.root
-            self.complex(obj, root, rt if base else model.type, path, base, is_resource=True)
+            if root is None:
+                root = model.root
+                self.complex(obj, root, rt if base else model.type, path, base, is_resource=True)
+            else:
+                self.complex(obj, root, rt, path, base, is_resource=True)
             self.v.resource_checks(self, obj, model, path, base)
         finally:
             self.frame, self.model, self._fp_context, self._fp_env = outer_frame, outer_model, outer_ctx, outer_env
@@ -199,6 +202,9 @@ class Walker:
             count += self._values(child, t, val, ext, has_val, has_ext, cpath, key, base)
         if (count > child.max and not (child.choice and len(by_type) > 1)) or count < child.min:
             self._cardinality(child, count, path)
+
+    def _resource_item(self, node, val, path, base) -> None:
+        _resource_item_impl(self, node, val, path, base)
 
     def _cardinality(self, child: ElementNode, count: int, path: str) -> None:
         label = self.model.label if self.model else child.model.label
@@ -304,9 +310,7 @@ class Walker:
             self.add("error", "structure", "The property is null; omit it when it has no value", path)
             return
         if t in RESOURCE_TYPE_CODES or self.v.definitions.is_resource_type(t):
-            if base:
-                self.resource(val, path, inner=True)
-            self.v.element_checks(self, node, t, val, path, base)
+            self._resource_item(node, val, path, base)
             return
         if not isinstance(val, dict):
             self.add("error", "structure", f"The property must be a JSON object, not {json_type_name(val)}", path)
@@ -318,6 +322,27 @@ class Walker:
             return
         self.complex(val, node, t, path, base)
         self.v.element_checks(self, node, t, val, path, base)
+
+
+def _resource_item_impl(w: "Walker", node: ElementNode, val, path: str, base: bool) -> None:
+    """A resource inside an element (contained, Bundle.entry.resource, Parameters...)."""
+    if not isinstance(val, dict) or not isinstance(val.get("resourceType"), str):
+        if base:
+            w.resource(val, path, inner=True)
+        return
+    rt = val["resourceType"]
+    # the element's own invariants see the container as %resource
+    w.v.node_invariants(w, node, val, path, rt)
+    if base:
+        w.resource(val, path, inner=True)
+    else:
+        codes = [c for c in node.type_codes if c not in RESOURCE_TYPE_CODES]
+        if codes and rt not in codes:
+            w.add("error", "structure", f"The resource type {rt} is not allowed here (allowed: {', '.join(codes)})",
+                  path)
+        if node.children:
+            w.resource(val, path, model=node.model, base=False, inner=True, root=node)
+    w.v.element_checks(w, node, rt, val, path, base)
 
 
 def path_of_parent(cpath: str, child: ElementNode) -> str:

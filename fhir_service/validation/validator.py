@@ -132,6 +132,10 @@ class Validator:
     def node_checks(self, w: Walker, node, type_code, obj, path, base, layout) -> None:
         checks.after_children(w, node, type_code, obj, path, base, layout)
 
+    def node_invariants(self, w: Walker, node, val, path, type_code) -> None:
+        from . import invariants
+        invariants.evaluate(w, node, val, path, type_code)
+
     def element_checks(self, w: Walker, node, type_code, val, path, base, ext=None) -> None:
         checks.element(w, node, type_code, val, path, base, ext)
 
@@ -163,7 +167,8 @@ class Validator:
         for url in profiles:
             model = self.model(url, w.resolver)
             if model is None:
-                w.add("error", "structure", f"Unable to resolve the profile reference '{url}'", path)
+                # unknown offline: reported, but the value was checked against its base type already
+                w.add("warning", "structure", f"Unable to resolve the profile reference '{url}'", path)
                 continue
             if isinstance(val, dict) and "resourceType" in val:
                 inner = f"{path}/*{val.get('resourceType')}/{val.get('id') if isinstance(val.get('id'), str) else 'null'}*/"
@@ -176,10 +181,12 @@ class Validator:
             if len(profiles) > 1:
                 break  # several profiles are alternatives: checking the first is the best we can do cheaply
 
-    def conforms(self, w: Walker, val, url: str) -> bool:
-        """Whether a value (or resource) has no errors against a profile (for slicing)."""
+    def conforms(self, w: Walker, val, url: str) -> bool | None:
+        """Whether a value (or resource) has no errors against a profile (None: profile unknown)."""
         model = self.model(url, w.resolver)
-        if model is None or not isinstance(val, dict):
+        if model is None:
+            return None
+        if not isinstance(val, dict):
             return False
         sub = Walker(self, w.resolver)
         sub.frame = w.frame

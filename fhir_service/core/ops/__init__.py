@@ -1,2 +1,2 @@
 """The operations core provides itself; importing this package registers them."""
-from . import validate  # noqa: F401
+from . import reindex, validate  # noqa: F401
