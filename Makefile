@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install definitions serve load test bench clean
+.PHONY: install definitions serve load test bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ load: definitions
 serve: load
 	$(BIN)/fhir-service serve
 
+# Browser tests drive Debian's chromium with Playwright; without root they are skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium is not installed and cannot be installed here: browser tests will be skipped"
+
 ## Install the test dependencies and run the whole suite
-test: definitions
+test: definitions browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## Benchmarks (not part of the tests); see bench/README.md

@@ -163,3 +163,14 @@ def fhir(server) -> FHIRClient:
 def uid() -> str:
     """A unique token for test data, so tests sharing a server do not see each other's data."""
     return uuid.uuid4().hex[:12]
+
+
+def nhs_number(seed: str, n: int = 0) -> str:
+    """A valid (Modulus 11) NHS number derived from ``seed``: unique test data that passes the UK rule."""
+    base = (int(seed, 16) % 10**7) * 100 + n % 100  # the last two digits keep n's numbers apart
+    while True:
+        digits = f"{base:09d}"
+        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1))) % 11
+        if check != 10:
+            return digits + str(0 if check == 11 else check)
+        base = (base + 100) % 10**9

@@ -5,18 +5,7 @@ import pytest
 
 from conftest import require_conformance
 from fhir_service import jsonutil
-
-
-def _strip_meta(res: dict) -> dict:
-    out = dict(res)
-    meta = dict(out.get("meta") or {})
-    meta.pop("versionId", None)
-    meta.pop("lastUpdated", None)
-    if meta:
-        out["meta"] = meta
-    else:
-        out.pop("meta", None)
-    return out
+from fhir_service.core.resource_utils import without_server_meta as _strip_meta
 
 
 def test_round_trip_every_example(fhir):

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from conftest import require_conformance
+from conftest import nhs_number, require_conformance
 from fhir_service import jsonutil
 
 UCUM = "http://unitsofmeasure.org"
@@ -31,10 +31,10 @@ def data(fhir, uid):
         {"resourceType": "Organization", "id": f"{u}-org", "name": f"{u} Practice",
          "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": f"{u}S1"}]},
         {"resourceType": "Patient", "id": f"{u}-p1", "gender": "male", "birthDate": "1974-12-25",
-         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": f"{u}1"}],
+         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number(u, 1)}],
          "name": [{"family": f"{u}Chalmers", "given": ["Peter"]}], "managingOrganization": {"reference": f"Organization/{u}-org"}},
         {"resourceType": "Patient", "id": f"{u}-p2", "gender": "female", "birthDate": "1980-03",
-         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": f"{u}2"}],
+         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number(u, 2)}],
          "name": [{"family": f"{u}Müller", "given": ["Zoë"]}]},
         {"resourceType": "Observation", "id": f"{u}-o1", "status": "final", "subject": {"reference": f"Patient/{u}-p1"},
          "code": {"coding": [{"system": "http://snomed.info/sct", "code": "18491006"}], "text": f"{u} peak flow"},
@@ -70,7 +70,7 @@ def test_parameter_types(fhir, data):
     u = data
     assert ids(search(fhir, "Patient", {"family": f"{u}chal"})) == [f"{u}-p1"]  # string prefix
     assert ids(search(fhir, "Patient", {"name": f"{u}muller"})) == [f"{u}-p2"]  # accents
-    assert ids(search(fhir, "Patient", {"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{u}2"})) == [f"{u}-p2"]
+    assert ids(search(fhir, "Patient", {"identifier": f"https://fhir.nhs.uk/Id/nhs-number|{nhs_number(u, 2)}"})) == [f"{u}-p2"]
     assert ids(search(fhir, "Observation", {"subject": f"Patient/{u}-p1"})) == [f"{u}-o1", f"{u}-o2"]
     assert ids(search(fhir, "Observation", {"patient": f"{u}-p2", "date": "2024-01"})) == [f"{u}-o3"]
     assert ids(search(fhir, "Observation", {"subject": f"Patient/{u}-p1", "value-quantity": "gt400"})) == [f"{u}-o1"]
@@ -83,7 +83,7 @@ def test_modifiers_and_prefixes(fhir, data):
     u = data
     p1 = f"Patient/{u}-p1"
     assert ids(search(fhir, "Patient", {"family:exact": f"{u}Chalmers"})) == [f"{u}-p1"]
-    assert ids(search(fhir, "Patient", {"family:contains": "halmer", "identifier": f"{u}1"})) == [f"{u}-p1"]
+    assert ids(search(fhir, "Patient", {"family:contains": "halmer", "identifier": nhs_number(u, 1)})) == [f"{u}-p1"]
     assert ids(search(fhir, "Patient", {"family": u, "gender:not": "male"})) == [f"{u}-p2"]
     assert ids(search(fhir, "Patient", {"family": u, "organization:missing": "true"})) == [f"{u}-p2"]
     assert ids(search(fhir, "Observation", {"code:text": f"{u} peak"})) == [f"{u}-o1"]

@@ -16,7 +16,6 @@ from .resource_utils import normalise_instant
 if TYPE_CHECKING:
     from .service import FHIRService
 
-KNOWN = {"_count", "_since", "_at", "_cursor", "_format", "_pretty", "_list", "_summary"}
 
 
 def _entry(row: Row, base_url: str) -> dict:

@@ -49,6 +49,8 @@ class Definitions:
         self._by_type: dict[str, list[Any]] = {}
         self._loaded: dict[str, dict] = {}
         self._added_search_params: dict[str, dict[str, dict]] = {}
+        # Bumped by every add(): caches of compiled definitions compare it instead of re-reading.
+        self.generation = 0
         index = jsonutil.loads((self.package_dir / ".index.json").read_bytes())
         for entry in index["files"]:
             ref = ("file", entry["filename"])
@@ -104,6 +106,7 @@ class Definitions:
         """Register a conformance resource (profile, ValueSet, SearchParameter, ...)."""
         rtype = resource.get("resourceType")
         with self._lock:
+            self.generation += 1
             url = resource.get("url")
             if url:
                 entries = self._by_url.setdefault(url, [])

@@ -110,6 +110,7 @@ class _Generator:
         if pn is None:
             return None
         self._expand(pn)
+        parent_id = self.elements[pn]["id"]  # a renamed choice (valueQuantity) lives at value[x]
         if slice_name:
             base_id = parent_id + "." + name
             if "/" in slice_name:  # re-slice

@@ -27,8 +27,9 @@ class Terminology:
     def __init__(self, definitions, resolver: Resolver | None = None):
         self.definitions = definitions
         self.resolver = resolver
-        self._cs: dict[str, tuple[object, CodeSystemIndex | None]] = {}
-        self._vs: dict[str, tuple[object, CompiledValueSet | None]] = {}
+        # url -> (registry generation it is valid for, or -1; compiled; source resource)
+        self._cs: dict[str, tuple] = {}
+        self._vs: dict[str, tuple] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -52,20 +53,31 @@ class Terminology:
                     return res
         return None
 
+    def _cached(self, table: dict, url: str, rtype: str, build, resolver):
+        """A compiled CodeSystem/ValueSet. What the registry holds is reused until the registry
+        changes (its generation); what the server's resolver returns is rebuilt when it differs."""
+        gen = self.definitions.generation
+        hit = table.get(url)
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        res = self._find(url, rtype, resolver)
+        if res is None and "|" in url:
+            res = self._find(url.split("|", 1)[0], rtype, resolver)
+        if hit is not None and hit[2] is res and res is not None and hit[1] is not None:
+            return hit[1]
+        with self._lock:
+            table[url] = (-1, None, res)  # guards against ValueSet import cycles
+            compiled = build(res) if res is not None else None
+            stable = res is None or self.definitions.get(url) is res or self.definitions.get(url.split("|")[0]) is res
+            table[url] = (gen if stable else -1, compiled, res)
+        return compiled
+
     # -- code systems ------------------------------------------------------------------------
     def code_system(self, url: str | None, resolver: Resolver | None = None) -> CodeSystemIndex | None:
         if not url:
             return None
-        cs = self._find(url, "CodeSystem", resolver)
-        hit = self._cs.get(url)
-        if hit is not None and hit[0] is cs:
-            return hit[1]
-        idx = None
-        if cs is not None and cs.get("content") not in ("not-present", "supplement"):
-            idx = CodeSystemIndex(cs)
-        with self._lock:
-            self._cs[url] = (cs, idx)
-        return idx
+        return self._cached(self._cs, url, "CodeSystem", lambda cs: CodeSystemIndex(cs) if cs.get("content") not in
+                            ("not-present", "supplement") else None, resolver)
 
     def knows_system(self, url: str) -> bool:
         cs = self._find(url, "CodeSystem")
@@ -75,17 +87,7 @@ class Terminology:
     def value_set(self, url: str | None, resolver: Resolver | None = None) -> CompiledValueSet | None:
         if not url:
             return None
-        vs = self._find(url, "ValueSet", resolver)
-        if vs is None and "|" in url:
-            vs = self._find(url.split("|", 1)[0], "ValueSet", resolver)
-        hit = self._vs.get(url)
-        if hit is not None and hit[0] is vs:
-            return hit[1]
-        with self._lock:
-            self._vs[url] = (vs, None)  # guards against import cycles
-            compiled = self._compile_vs(vs, resolver) if vs is not None else None
-            self._vs[url] = (vs, compiled)
-        return compiled
+        return self._cached(self._vs, url, "ValueSet", lambda vs: self._compile_vs(vs, resolver), resolver)
 
     def _compile_vs(self, vs: dict, resolver) -> CompiledValueSet:
         compose = vs.get("compose") or {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
+from .primitives import PRIMITIVE_TYPES
+
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 
@@ -44,3 +46,4 @@ def check_attachment(w, att: dict, path: str) -> None:
 
 
 BY_TYPE = {"Identifier": check_identifier, "Attachment": check_attachment}
+PRIMITIVES = PRIMITIVE_TYPES

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from fhirpathpy.parser import parse
 
-from .fp_values import (FALSE, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean, item_compare, item_equal,
+from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean, item_compare, item_equal,
                         item_equivalent, sys_item)
 from .primitives import PRIMITIVE_TYPES
 
@@ -29,7 +29,7 @@ class Unsupported(Exception):
 class Env:
     """Evaluation context: the validator (for layouts), %variables and hooks."""
 
-    __slots__ = ("v", "vars", "this", "index", "total", "resolve", "member_of", "conforms_to")
+    __slots__ = ("v", "vars", "this", "index", "total", "resolve", "member_of", "conforms_to", "memo")
 
     def __init__(self, validator, variables: dict, resolve=None, member_of=None, conforms_to=None):
         self.v = validator
@@ -40,6 +40,7 @@ class Env:
         self.resolve = resolve
         self.member_of = member_of
         self.conforms_to = conforms_to
+        self.memo: dict = {}  # (id(item), name) -> children, for one evaluation
 
 
 # -- navigation -----------------------------------------------------------------------------
@@ -164,13 +165,36 @@ def compile_expression(expression: str):
     return _compile(tree["children"][0])
 
 
+_FOLDABLE = frozenset({"UnionExpression", "AdditiveExpression", "MultiplicativeExpression", "PolarityExpression",
+                       "EqualityExpression", "InequalityExpression", "ParenthesizedTerm", "TermExpression"})
+
+
 def _compile(node):
     kind = node["type"]
     ch = node.get("children", [])
     f = _COMPILERS.get(kind)
     if f is None:
         raise Unsupported(kind)
-    return f(node, ch)
+    fn = f(node, ch)
+    if kind in _FOLDABLE and _all_constant(node):
+        # an expression made only of literals ('a' | 'b' | 'c') is computed once
+        try:
+            value = fn(None, [])
+        except Exception:
+            return fn
+        const = lambda env, focus: value  # noqa: E731
+        const.fp_ident = getattr(fn, "fp_ident", None)
+        return const
+    return fn
+
+
+def _all_constant(node) -> bool:
+    kind = node["type"]
+    if kind == "LiteralTerm":
+        return True
+    if kind in _FOLDABLE:
+        return all(_all_constant(c) for c in node.get("children", []))
+    return False
 
 
 def _c_passthrough(node, ch):
@@ -268,13 +292,34 @@ def _invocation(inv, left):
 
 def _member(name: str, left):
     if left is None:
+        if not name[:1].isupper():
+            def plain_member(env, focus):
+                if len(focus) == 1:
+                    # the same name is often read several times in one expression (que-5)
+                    # (the memo keeps the item alive, so its id cannot be reused meanwhile)
+                    key = (id(focus[0]), name)
+                    hit = env.memo.get(key)
+                    if hit is None:
+                        got: list = []
+                        if isinstance(focus[0].v, dict):
+                            _children_named(env, focus[0], name, got)
+                        env.memo[key] = (focus[0], got)
+                        return got
+                    return hit[1]
+                out: list = []
+                for it in focus:
+                    if isinstance(it.v, dict):
+                        _children_named(env, it, name, out)
+                return out
+            return plain_member
+
         def root_member(env, focus):
             out = []
             for it in focus:
                 if isinstance(it.v, dict) and it.node is not None and it.node.model.root is it.node and \
-                        name[:1].isupper() and (it.t == name or env.v.is_subtype(it.t or "", name)):
+                        (it.t == name or env.v.is_subtype(it.t or "", name)):
                     out.append(it)  # "Patient.name": the leading type name selects the resource itself
-                elif name[:1].isupper() and isinstance(it.v, dict) and it.v.get("resourceType") == name:
+                elif isinstance(it.v, dict) and it.v.get("resourceType") == name:
                     out.append(it)
                 else:
                     _children_named(env, it, name, out)
@@ -284,7 +329,8 @@ def _member(name: str, left):
     def member(env, focus):
         out = []
         for it in left(env, focus):
-            _children_named(env, it, name, out)
+            if isinstance(it.v, dict):
+                _children_named(env, it, name, out)
         return out
     return member
 
@@ -331,6 +377,11 @@ def _c_equality(node, ch):
         if op in ("=", "!="):
             if not a or not b:
                 return []
+            if len(a) == 1 and len(b) == 1:
+                x, y = a[0], b[0]
+                if type(x.v) is str and type(y.v) is str and x.t not in DATE_TYPES and y.t not in DATE_TYPES \
+                        and x.t not in TIME_TYPES and y.t not in TIME_TYPES:
+                    return boolean((x.v == y.v) is (op == "="))
             if len(a) != len(b):
                 r = False
             else:
@@ -369,20 +420,28 @@ def _c_inequality(node, ch):
     return cmp
 
 
-def _c_and(node, ch):
-    _, left, right = _binary(node, ch)
+def _short_circuit(left, right, decisive: bool):
+    """and/or in three-valued logic: ``decisive`` (False for and, True for or) on either side
+    decides; otherwise an unknown side makes the result unknown."""
+    result = TRUE if decisive else FALSE
+    other = FALSE if decisive else TRUE
 
-    def and_(env, focus):
+    def logic(env, focus):
         a = as_bool(left(env, focus))
-        if a is False:
-            return FALSE
+        if a is decisive:
+            return result
         b = as_bool(right(env, focus))
-        if b is False:
-            return FALSE
+        if b is decisive:
+            return result
         if a is None or b is None:
             return []
-        return TRUE
-    return and_
+        return other
+    return logic
+
+
+def _c_and(node, ch):
+    _, left, right = _binary(node, ch)
+    return _short_circuit(left, right, False)
 
 
 def _c_or(node, ch):
@@ -392,18 +451,7 @@ def _c_or(node, ch):
             a, b = as_bool(left(env, focus)), as_bool(right(env, focus))
             return [] if a is None or b is None else boolean(a != b)
         return xor
-
-    def or_(env, focus):
-        a = as_bool(left(env, focus))
-        if a is True:
-            return TRUE
-        b = as_bool(right(env, focus))
-        if b is True:
-            return TRUE
-        if a is None or b is None:
-            return []
-        return FALSE
-    return or_
+    return _short_circuit(left, right, True)
 
 
 def _c_implies(node, ch):
@@ -491,7 +539,8 @@ def _c_multiplicative(node, ch):
         if not a or not b:
             return []
         x, y = a[0].v, b[0].v
-        if not all(isinstance(z, (int, Decimal)) and not isinstance(z, bool) for z in (x, y)):
+        tx, ty = type(x), type(y)
+        if (tx is not int and tx is not Decimal) or (ty is not int and ty is not Decimal):
             raise FPError("arithmetic needs numbers")
         try:
             if op == "*":
@@ -518,10 +567,30 @@ _COMPILERS = {
 
 
 # -- functions ------------------------------------------------------------------------------
+def _key(it: Item):
+    """A hashable key equal for FHIRPath-equal values (None when only a full compare will do)."""
+    v = it.v
+    if isinstance(v, str):
+        return None if it.t in DATE_TYPES or it.t in TIME_TYPES else ("s", v)
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, (int, Decimal)):
+        return ("n", Decimal(v).normalize())
+    return None
+
+
 def _distinct(coll: list) -> list:
     out: list = []
+    keys: set = set()
+    slow: list = []
     for it in coll:
-        if not any(it is o or item_equal(it, o) for o in out):
+        k = _key(it)
+        if k is not None:
+            if k not in keys:
+                keys.add(k)
+                out.append(it)
+        elif not any(it is o or item_equal(it, o) for o in slow):
+            slow.append(it)
             out.append(it)
     return out
 
@@ -548,6 +617,11 @@ def _fn(arity):
             if len(params) not in arity:
                 raise Unsupported(f"{impl.__name__} arity")
             src = _focus_of(left)
+            if not params:
+                return lambda env, focus: impl(env, src(env, focus))
+            if len(params) == 1:
+                p0 = params[0]
+                return lambda env, focus: impl(env, src(env, focus), p0(env, focus))
 
             def call(env, focus):
                 coll = src(env, focus)
@@ -699,24 +773,13 @@ def f_getValue(env, coll):
             if it.v is not None and not isinstance(it.v, dict)][:1]
 
 
-@_fn({0})
-def f_allTrue(env, coll):
-    return boolean(all(it.v is True for it in coll))
+def _truth(aggregate, want: bool):
+    """allTrue(), anyTrue(), allFalse(), anyFalse()."""
+    return _fn({0})(lambda env, coll: boolean(aggregate(it.v is want for it in coll)))
 
 
-@_fn({0})
-def f_anyTrue(env, coll):
-    return boolean(any(it.v is True for it in coll))
-
-
-@_fn({0})
-def f_allFalse(env, coll):
-    return boolean(all(it.v is False for it in coll))
-
-
-@_fn({0})
-def f_anyFalse(env, coll):
-    return boolean(any(it.v is False for it in coll))
+f_allTrue, f_anyTrue = _truth(all, True), _truth(any, True)
+f_allFalse, f_anyFalse = _truth(all, False), _truth(any, False)
 
 
 @_fn({1})
@@ -1091,6 +1154,7 @@ _mark_identifiers()
 
 def evaluate(fn, env: Env, item: Item) -> list:
     saved = env.vars.get("context"), env.this, env.index
+    env.memo.clear()
     env.vars["context"] = [item]
     env.this, env.index = item, None  # at the top level $this is the context item
     try:

@@ -40,7 +40,7 @@ class ElementNode:
     """One ElementDefinition of a compiled snapshot."""
 
     __slots__ = ("model", "ed", "id", "path", "name", "choice", "min", "max", "types", "type_codes",
-                 "content_ref", "children", "slicing", "slices", "slice_name", "_maps", "extras")
+                 "content_ref", "children", "slicing", "slices", "slice_name", "_maps", "extras", "is_array")
 
     def __init__(self, model: "StructureModel", ed: dict):
         self.model = model
@@ -63,16 +63,13 @@ class ElementNode:
         self.slice_name = ed.get("sliceName")
         self._maps: dict = {}
         self.extras: dict = {}  # per-node compiled checks, filled by other modules
+        # The JSON form is an array when the base definition repeats (whatever a profile says).
+        base = ed.get("base")
+        bmax = base.get("max", "*") if base else ed.get("max", "*")
+        self.is_array = bmax != "1" and bmax != "0"
 
     def __repr__(self) -> str:
         return f"<ElementNode {self.id}>"
-
-    @property
-    def is_array(self) -> bool:
-        """Whether the JSON form is an array (decided by the base definition, not the profile)."""
-        base = self.ed.get("base")
-        mx = base.get("max", "*") if base else self.ed.get("max", "*")
-        return mx != "1" and mx != "0"
 
     def child(self, name: str) -> "ElementNode | None":
         for c in self.children:

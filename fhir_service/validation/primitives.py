@@ -24,6 +24,7 @@ CODE_RE = re.compile(r"[^\s]+( [^\s]+)*")
 OID_RE = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
 UUID_RE = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BASE64_RE = re.compile(r"(\s*([0-9a-zA-Z+/=]){4}\s*)+")
+_SPACE = re.compile(r"\s")
 DECIMAL_RE = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 PRIMITIVE_TYPES = frozenset({
@@ -134,7 +135,7 @@ def _check_id(v: str):
 def _check_uri(v: str):
     if v == "":
         return _err("@value cannot be empty")
-    if any(c.isspace() for c in v):
+    if _SPACE.search(v):
         return _err(f"URI values cannot have whitespace ('{v}')")
     if v.startswith("urn:oid:") and not OID_RE.fullmatch(v):
         return _err(f"OIDs must be valid ({v})")

@@ -157,30 +157,22 @@ def _bound(w, val, bound, btype: str, kind: str, path: str) -> None:
             return
         from .fp_values import compare_quantity
         c = compare_quantity(Item(val, None, "Quantity"), Item(bound, None, "Quantity"))
-        if c is None:
-            return
         shown = f"{val.get('value')} {val.get('code') or val.get('unit') or ''}".strip()
         bshown = f"{bound.get('value')} {bound.get('code') or bound.get('unit') or ''}".strip()
-        conv = " after UCUM conversion" if val.get("code") != bound.get("code") else ""
-        if kind == "min" and c < 0:
-            w.add("error", "invalid", f"The value in the instance ({shown}) is less than the specified minValue "
-                  f"({bshown}){conv}", path)
-        if kind == "max" and c > 0:
-            w.add("error", "invalid", f"The value in the instance ({shown}) is greater than the specified maxValue "
-                  f"({bshown}){conv}", path)
-        return
-    if btype in ("Date", "DateTime", "Instant", "Time") and isinstance(val, str) and isinstance(bound, str):
-        c = compare_temporal(val, bound, time=btype == "Time")
+        words = ("minValue", "maxValue")
+        tail = " after UCUM conversion" if val.get("code") != bound.get("code") else ""
     else:
-        a, b = _num(val), _num(bound)
-        if a is None or b is None:
-            return
-        c = (a > b) - (a < b)
+        if btype in ("Date", "DateTime", "Instant", "Time") and isinstance(val, str) and isinstance(bound, str):
+            c = compare_temporal(val, bound, time=btype == "Time")
+        else:
+            a, b = _num(val), _num(bound)
+            c = None if a is None or b is None else (a > b) - (a < b)
+        shown, bshown, words, tail = _show(val), _show(bound), ("minimum value", "maximum value"), ""
     if c is None:
         return
     if kind == "min" and c < 0:
-        w.add("error", "invalid", f"The value in the instance ({_show(val)}) is less than the specified minimum value "
-              f"({_show(bound)})", path)
+        w.add("error", "invalid", f"The value in the instance ({shown}) is less than the specified {words[0]} "
+              f"({bshown}){tail}", path)
     if kind == "max" and c > 0:
-        w.add("error", "invalid", f"The value in the instance ({_show(val)}) is greater than the specified maximum "
-              f"value ({_show(bound)})", path)
+        w.add("error", "invalid", f"The value in the instance ({shown}) is greater than the specified {words[1]} "
+              f"({bshown}){tail}", path)

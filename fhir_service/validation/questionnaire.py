@@ -13,7 +13,6 @@ import re
 from datetime import date
 from decimal import Decimal
 
-from .. import fhirpath
 from ..terminology import Terminology, ucum
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
@@ -74,6 +73,7 @@ class _Ctx:
         self.q = q
         self.qr = qr
         self.completed = qr.get("status") in ("completed", "amended")
+        self.incomplete = False
         self.term = Terminology.for_definitions(w.v.definitions)
         self.answers: dict[str, list] = {}
         self._index(qr.get("item"))
@@ -113,6 +113,35 @@ def resolve_questionnaire(w, qr: dict, ref: str) -> dict | None:
     return q if isinstance(q, dict) and q.get("resourceType") == "Questionnaire" else None
 
 
+SUB_QUESTIONNAIRE = SDC + "sdc-questionnaire-subQuestionnaire"
+
+
+def _assembled_items(w, qr: dict, items, seen: frozenset) -> tuple[list, bool]:
+    """Items with modular sub-questionnaires (SDC $assemble) inlined; False if one is missing."""
+    out: list = []
+    complete = True
+    for it in items or ():
+        if not isinstance(it, dict):
+            continue
+        sub = _ext_value(it, "sdc-questionnaire-subQuestionnaire", SDC) if it.get("type") == "display" else None
+        if isinstance(sub, str):
+            child = resolve_questionnaire(w, qr, sub) if sub not in seen else None
+            if child is None:
+                complete = False
+                continue
+            inner, ok = _assembled_items(w, qr, child.get("item"), seen | {sub})
+            out.extend(inner)
+            complete = complete and ok
+            continue
+        if it.get("item"):
+            inner, ok = _assembled_items(w, qr, it["item"], seen)
+            complete = complete and ok
+            if inner != it["item"]:
+                it = dict(it, item=inner)
+        out.append(it)
+    return out, complete
+
+
 def check_response(w, qr: dict, path: str) -> None:
     ref = qr.get("questionnaire")
     if not isinstance(ref, str):
@@ -123,7 +152,11 @@ def check_response(w, qr: dict, path: str) -> None:
               "performed against the base questionnaire", path + ".questionnaire")
         return
     _check_status(w, q, qr, path)
+    items, complete = _assembled_items(w, qr, q.get("item"), frozenset({ref}))
+    if items is not q.get("item"):
+        q = dict(q, item=items)
     ctx = _Ctx(w, q, qr)
+    ctx.incomplete = not complete
     _items(ctx, q.get("item") or [], qr.get("item"), path, path)
 
 
@@ -161,7 +194,9 @@ def _items(ctx: _Ctx, q_items: list, r_items, path: str, parent_path: str) -> No
             if lid in ctx.all_links:
                 w.add("error", "structure", f"Structural Error: item '{lid}' is in the wrong place", ipath)
             else:
-                w.add("error", "not-found", f"LinkId '{lid}' not found in questionnaire", parent_path)
+                # a module of a modular form that cannot be resolved may define it
+                w.add("warning" if ctx.incomplete else "error", "not-found",
+                      f"LinkId '{lid}' not found in questionnaire", parent_path)
             continue
         if hit[0] < last:
             w.add("error", "structure", "Structural Error: items are out of order", ipath)
@@ -246,12 +281,11 @@ def _item(ctx: _Ctx, qi: dict, ri: dict, ipath: str) -> None:
 def _enabled(ctx: _Ctx, qi: dict) -> bool:
     expr = _ext_value(qi, "sdc-questionnaire-enableWhenExpression", SDC)
     if isinstance(expr, dict) and isinstance(expr.get("expression"), str):
-        try:
-            r = fhirpath.evaluate(ctx.qr, expr["expression"], {"resource": ctx.qr, "questionnaire": ctx.q})
-            if r and isinstance(r[0], bool):
-                return r[0]
-        except Exception:
-            return True
+        r = ctx.w.v.evaluate_expression(ctx.w, expr["expression"], ctx.qr, {"questionnaire": ctx.q})
+        if r and isinstance(r[0], bool):
+            return r[0]
+        if r is None:
+            return True  # cannot evaluate: do not require the item
     whens = [e for e in qi.get("enableWhen", ()) if isinstance(e, dict)] if isinstance(qi.get("enableWhen"), list) \
         else []
     if not whens:

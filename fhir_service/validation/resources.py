@@ -11,6 +11,27 @@ _DOM = {
 }
 
 
+_QUE_2 = "The link ids for groups and questions must be unique within the Questionnaire"
+
+
+def check_questionnaire(w, q: dict, path: str) -> None:
+    """que-2: linkIds are unique across the whole item tree."""
+    seen: set = set()
+    stack = [q.get("item")]
+    while stack:
+        items = stack.pop()
+        for it in items if isinstance(items, list) else ():
+            if not isinstance(it, dict):
+                continue
+            lid = it.get("linkId")
+            if isinstance(lid, str):
+                if lid in seen:
+                    w.add("error", "invariant", f"Constraint failed: que-2: '{_QUE_2}'", path)
+                    return
+                seen.add(lid)
+            stack.append(it.get("item"))
+
+
 def _fail(w, key: str, path: str) -> None:
     w.add("error", "invariant", f"Constraint failed: {key}: '{_DOM[key]}'", path)
 

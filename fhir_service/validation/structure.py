@@ -9,9 +9,11 @@ each profile (``base=False``); the profile walks skip what the base walk already
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ..outcome import Issue
+from . import checks
 from .model import INF, RESOURCE_TYPE_CODES, ElementNode, StructureModel, upper_first
 from .primitives import PRIMITIVE_TYPES, check_primitive, check_resource_id, json_type_name
 
@@ -19,10 +21,13 @@ if TYPE_CHECKING:
     from .validator import Validator
 
 
+_SCALARS = frozenset({str, bool, int, Decimal, float})
+
+
 class Layout:
     """How the children of one (element, type) pair appear in JSON."""
 
-    __slots__ = ("keys", "children", "type_root", "type_model", "fp")
+    __slots__ = ("keys", "children", "type_root", "type_model", "fp", "_profile_children", "profile_set")
 
     def __init__(self, keys, children, type_root, type_model):
         self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
@@ -30,6 +35,17 @@ class Layout:
         self.type_root: ElementNode | None = type_root
         self.type_model: StructureModel | None = type_model
         self.fp: dict | None = None  # FHIRPath name -> [(json key, child, type)], built on first use
+        self._profile_children: list | None = None
+        self.profile_set: frozenset = frozenset()
+
+    def profile_children(self, validator) -> list:
+        """The children a profile walk visits (see scope.py)."""
+        got = self._profile_children
+        if got is None:
+            from .scope import relevant
+            got = self._profile_children = [c for c in self.children if relevant(validator, c)]
+            self.profile_set = frozenset(got)
+        return got
 
 
 def build_layout(children: list[ElementNode], type_root, type_model) -> Layout:
@@ -148,37 +164,67 @@ class Walker:
         layout = self.v.layout(node, type_code)
         keys = layout.keys
         groups: dict[ElementNode, list] = {}
-        for key, val in obj.items():
-            ent = keys.get(key)
-            if ent is None:
-                if is_resource and key == "resourceType":
+        if base:
+            for key, val in obj.items():
+                ent = keys.get(key)
+                if ent is None:
+                    if not ((is_resource and key == "resourceType") or key == "fhir_comments"):
+                        self.add("error", "structure", f"Unrecognized property '{key}'", path)
                     continue
-                if key == "fhir_comments":
-                    continue
-                if base or not self._known_in_base(node, type_code, key):
-                    self.add("error", "structure", f"Unrecognized property '{key}'", path)
-                continue
-            child, t, underscore = ent
-            g = groups.get(child)
-            if g is None:
-                groups[child] = [(key, t, underscore, val)]
-            else:
-                g.append((key, t, underscore, val))
-        for child in layout.children:
+                child = ent[0]
+                g = groups.get(child)
+                if g is None:
+                    groups[child] = [(key, ent[1], ent[2], val)]
+                else:
+                    g.append((key, ent[1], ent[2], val))
+            children = layout.children
+        else:
+            # profile walk: only the elements the profile changes (unknown keys: base walk)
+            children = layout.profile_children(self.v)
+            wanted = layout.profile_set
+            for key, val in obj.items():
+                ent = keys.get(key)
+                if ent is not None and ent[0] in wanted:
+                    g = groups.get(ent[0])
+                    if g is None:
+                        groups[ent[0]] = [(key, ent[1], ent[2], val)]
+                    else:
+                        g.append((key, ent[1], ent[2], val))
+        for child in children:
             g = groups.get(child)
             if g is None:
                 if child.min > 0:
                     self._cardinality(child, 0, path)
                 continue
+            if len(g) == 1 and not child.is_array:
+                key, t, underscore, val = g[0]
+                if not underscore and t in PRIMITIVE_TYPES and val is not None and type(val) in _SCALARS:
+                    # fast path for the most common case: one primitive value, no "_x" sibling
+                    cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
+                    probs = check_primitive(t, val) if base else None
+                    if probs:
+                        for sev, code, text in probs:
+                            self.add(sev, code, text, cpath)
+                    else:
+                        checks.element(self, child, t, val, cpath, base)
+                    if child.max < 1 or child.min > 1:
+                        self._cardinality(child, 1, path)
+                    continue
             self._child(child, g, path, base)
         # constraints of the element and of its type, after the children (as FHIR reports them)
-        self.v.node_checks(self, node, type_code, obj, path, base, layout)
-
-    def _known_in_base(self, node, type_code, key) -> bool:
-        """Profile walks: unknown properties were reported by the base walk already."""
-        return True
+        checks.after_children(self, node, type_code, obj, path, base, layout)
 
     def _child(self, child: ElementNode, entries: list, path: str, base: bool) -> None:
+        if len(entries) == 1:  # the common case: one property, no "_x" sibling
+            key, t, underscore, val = entries[0]
+            cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
+            if underscore:
+                count = self._values(child, t, None, val, False, True, cpath, key[1:], base)
+            else:
+                count = self._values(child, t, val, None, True, False, cpath, key, base)
+            if count > child.max or count < child.min:
+                self._cardinality(child, count, path)
+            return
         # Pair each value with its "_x" sibling, per concrete type (choice types).
         by_type: dict[str, list] = {}
         for key, t, underscore, val in entries:
@@ -198,7 +244,7 @@ class Walker:
             if child.choice:
                 cpath = f"{path}.{name}.ofType({t})"
             else:
-                cpath = self._join(path, name)
+                cpath = path + "." + name
             count += self._values(child, t, val, ext, has_val, has_ext, cpath, key, base)
         if (count > child.max and not (child.choice and len(by_type) > 1)) or count < child.min:
             self._cardinality(child, count, path)
@@ -245,15 +291,17 @@ class Walker:
                 out += 1
                 self.item(chosen[i] or child if chosen else child, t, v, e, ipath, base, i)
             return out
-        for x, present, k in ((val, has_val, key), (ext, has_ext, "_" + key)):
-            if present and isinstance(x, list):
-                self.add("error", "structure", f"The property '{k}' must not be an array (it has at most "
-                         f"one value)", cpath)
-                return 1
-            if present and x is None:
-                self.add("error", "structure", f"The property '{k}' is null; omit it when it has no value", cpath)
-        if val is None and ext is None:
-            return 0
+        if val is None or ext is not None or isinstance(val, list):
+            for x, present, k in ((val, has_val, key), (ext, has_ext, "_" + key)):
+                if present and isinstance(x, list):
+                    self.add("error", "structure", f"The property '{k}' must not be an array (it has at most "
+                             f"one value)", cpath)
+                    return 1
+                if present and x is None:
+                    self.add("error", "structure", f"The property '{k}' is null; omit it when it has no value",
+                             cpath)
+            if val is None and ext is None:
+                return 0
         self.item(child, t, val, ext, cpath, base, None)
         return 1
 
@@ -271,19 +319,6 @@ class Walker:
 
     # -- one value ---------------------------------------------------------------------------
     def item(self, node: ElementNode, t: str, val, ext, path: str, base: bool, index) -> None:
-        if node.content_ref and not t:
-            target = node.model.resolve_content_ref(node.content_ref)
-            if target is None:
-                return
-            if not isinstance(val, dict):
-                self.add("error", "structure", f"The property must be a JSON object, not {json_type_name(val)}", path)
-                return
-            if not val:
-                self.add("error", "structure", "Object must have some content", path)
-                return
-            self.complex(val, target, "", path, base)
-            self.v.element_checks(self, node, "", val, path, base)
-            return
         if t in PRIMITIVE_TYPES:
             if val is not None:
                 if isinstance(val, (dict, list)):
@@ -304,12 +339,12 @@ class Walker:
                     self.add("error", "structure", "Object must have some content", path)
                 else:
                     self.complex(ext, self.v.primitive_element_node(t), "Element", path, base)
-            self.v.element_checks(self, node, t, val, path, base, ext)
+            checks.element(self, node, t, val, path, base, ext)
             return
         if val is None:
             self.add("error", "structure", "The property is null; omit it when it has no value", path)
             return
-        if t in RESOURCE_TYPE_CODES or self.v.definitions.is_resource_type(t):
+        if t and (t in RESOURCE_TYPE_CODES or self.v.definitions.is_resource_type(t)):
             self._resource_item(node, val, path, base)
             return
         if not isinstance(val, dict):
@@ -318,10 +353,16 @@ class Walker:
         if not val:
             self.add("error", "structure", "Object must have some content", path)
             return
+        if node.content_ref and not t:  # e.g. Questionnaire.item.item: defined by Questionnaire.item
+            target = node.model.resolve_content_ref(node.content_ref)
+            if target is not None:
+                self.complex(val, target, "", path, base)
+                checks.element(self, node, "", val, path, base)
+            return
         if not t:
             return
         self.complex(val, node, t, path, base)
-        self.v.element_checks(self, node, t, val, path, base)
+        checks.element(self, node, t, val, path, base)
 
 
 def _resource_item_impl(w: "Walker", node: ElementNode, val, path: str, base: bool) -> None:
@@ -342,7 +383,7 @@ def _resource_item_impl(w: "Walker", node: ElementNode, val, path: str, base: bo
                   path)
         if node.children:
             w.resource(val, path, model=node.model, base=False, inner=True, root=node)
-    w.v.element_checks(w, node, rt, val, path, base)
+    checks.element(w, node, rt, val, path, base)
 
 
 def path_of_parent(cpath: str, child: ElementNode) -> str:

@@ -13,18 +13,41 @@ from . import checks, references, slicing
 _SKIP_TYPE_ROOTS = frozenset({"Element", "BackboneElement", "Resource", "DomainResource", ""})
 
 
+def _stamp(res: dict):
+    """What identifies one version of a server-stored resource."""
+    meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
+    if meta.get("versionId") or meta.get("lastUpdated"):
+        return (res.get("url"), res.get("version"), meta.get("versionId"), meta.get("lastUpdated"))
+    from .. import jsonutil
+    return hash(jsonutil.dumps(res))
+
+
 class Validator:
     """Compiles StructureDefinitions on first use and validates resources against them."""
 
     def __init__(self, definitions: Definitions):
         self.definitions = definitions
-        self._models: dict[str, tuple[dict, StructureModel]] = {}
+        self._models: dict[str, tuple] = {}  # url -> (source or stamp, model, generation)
+        self._types: dict[str, StructureModel] = {}  # core types by name
         self._lock = threading.RLock()
         self._element_nodes: dict[str, ElementNode] = {}
         self.cache: dict = {}
         self._subtypes: dict = {}
         # Extension URL prefixes whose unknown extensions are warnings rather than errors.
-        self.allowed_extension_domains: tuple[str, ...] = ()  # scratch space for compiled checks (ValueSets, FHIRPath, ...)
+        self.allowed_extension_domains: tuple[str, ...] = ()
+        self._add_dependency_definitions()
+
+    def _add_dependency_definitions(self) -> None:
+        """Definitions from guides we depend on but cannot fetch offline (see data/README.md)."""
+        from pathlib import Path
+
+        from .. import jsonutil
+        for f in sorted((Path(__file__).parent / "data").glob("*.json")):
+            bundle = jsonutil.loads(f.read_bytes())
+            for e in bundle.get("entry", ()):
+                res = e.get("resource")
+                if isinstance(res, dict) and res.get("url") and self.definitions.get(res["url"]) is None:
+                    self.definitions.add(res)  # scratch space for compiled checks (ValueSets, FHIRPath, ...)
 
     @classmethod
     def for_definitions(cls, definitions: Definitions) -> "Validator":
@@ -35,17 +58,29 @@ class Validator:
 
     # -- compiled definitions ---------------------------------------------------------------
     def model(self, url: str, resolver=None) -> StructureModel | None:
-        """The compiled StructureDefinition for a canonical URL (generating its snapshot)."""
+        """The compiled StructureDefinition for a canonical URL (generating its snapshot).
+
+        Definitions held by the registry are re-checked only when it changes (its generation);
+        ones from the server's resolver are keyed by their version stamp, since the resolver
+        may hand back a new object for the same content every time.
+        """
+        gen = self.definitions.generation
+        hit = self._models.get(url)
+        if hit is not None and hit[2] == gen and hit[0] is not None:
+            return hit[1]
         sd = self.definitions.get(url)
+        from_resolver = False
         if (sd is None or sd.get("resourceType") != "StructureDefinition") and resolver is not None:
             try:
                 sd = resolver(url)
             except Exception:
                 sd = None
+            from_resolver = True
         if not sd or sd.get("resourceType") != "StructureDefinition":
             return None
-        hit = self._models.get(url)
-        if hit is not None and hit[0] is sd:
+        stamp = _stamp(sd) if from_resolver else sd
+        if hit is not None and (hit[0] is stamp or (from_resolver and hit[0] == stamp)):
+            self._models[url] = (hit[0], hit[1], gen if not from_resolver else -1)
             return hit[1]
         with self._lock:
             if not sd.get("snapshot", {}).get("element"):
@@ -62,18 +97,18 @@ class Validator:
             m = StructureModel(sd_use)
             if m.root is None:
                 return None
-            self._models[url] = (sd, m)
+            self._models[url] = (stamp, m, gen if not from_resolver else -1)
             return m
 
     def type_model(self, type_code: str) -> StructureModel | None:
-        hit = self._models.get(type_code)
-        if hit is not None:
-            return hit[1]
+        m = self._types.get(type_code)
+        if m is not None:
+            return m
         if type_code.startswith("http"):
             return self.model(type_code)
         m = self.model("http://hl7.org/fhir/StructureDefinition/" + type_code)
         if m is not None:
-            self._models[type_code] = (None, m)
+            self._types[type_code] = m
         return m
 
     def is_subtype(self, type_code: str, ancestor: str) -> bool:
@@ -129,15 +164,9 @@ class Validator:
         return lay
 
     # -- hooks called by the walker ----------------------------------------------------------
-    def node_checks(self, w: Walker, node, type_code, obj, path, base, layout) -> None:
-        checks.after_children(w, node, type_code, obj, path, base, layout)
-
     def node_invariants(self, w: Walker, node, val, path, type_code) -> None:
         from . import invariants
         invariants.evaluate(w, node, val, path, type_code)
-
-    def element_checks(self, w: Walker, node, type_code, val, path, base, ext=None) -> None:
-        checks.element(w, node, type_code, val, path, base, ext)
 
     def assign_slices(self, w: Walker, node, items, path, parent_path) -> list:
         return slicing.assign(w, node, items, path, parent_path)
@@ -167,8 +196,7 @@ class Validator:
         for url in profiles:
             model = self.model(url, w.resolver)
             if model is None:
-                # unknown offline: reported, but the value was checked against its base type already
-                w.add("warning", "structure", f"Unable to resolve the profile reference '{url}'", path)
+                w.add("error", "structure", f"Unable to resolve the profile reference '{url}'", path)
                 continue
             if isinstance(val, dict) and "resourceType" in val:
                 inner = f"{path}/*{val.get('resourceType')}/{val.get('id') if isinstance(val.get('id'), str) else 'null'}*/"
@@ -196,6 +224,7 @@ class Validator:
             sub.model = model
             sub.complex(val, model.root, model.type, "x", False)
         return not any(i.is_error for i in sub.issues)
+
 
     def resource_checks(self, w: Walker, obj, model, path, base) -> None:
         checks.resource(w, obj, model, path, base)
@@ -239,6 +268,29 @@ class Validator:
             env = w._fp_env = Env(self, {"resource": [res_item], "rootResource": [root_item]},
                                   resolve=lambda ref, _f=frame: references.resolve_in(w, _f, ref))
         return env
+
+    def evaluate_expression(self, w: Walker, expression: str, resource: dict, variables: dict | None = None):
+        """A FHIRPath expression on a resource (SDC expressions): plain values, or None on failure."""
+        from .fp_compiler import Env, compile_expression, evaluate
+        from .fp_values import Item
+        root = Item(resource, None, resource.get("resourceType"))
+        env_vars = {"resource": [root], "rootResource": [root]}
+        for k, v in (variables or {}).items():
+            env_vars[k] = [Item(v, None, v.get("resourceType") if isinstance(v, dict) else None)]
+        try:
+            fn = compile_expression(expression)
+        except Exception:
+            fn = None
+        if fn is not None:
+            try:
+                return [i.v for i in evaluate(fn, Env(self, env_vars), root)]
+            except Exception:
+                return None
+        from .. import fhirpath
+        try:
+            return fhirpath.evaluate(resource, expression, dict({"resource": resource}, **(variables or {})))
+        except Exception:
+            return None
 
     # -- entry point -------------------------------------------------------------------------
     def validate(self, resource, *, profiles=(), resolver=None, unknown_profile: str = "warning") -> list[Issue]:

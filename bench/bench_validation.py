@@ -1,0 +1,102 @@
+"""Validation speed: our full validation against fhir.resources' R4B ``model_validate_json``.
+
+    .venv/bin/python bench/bench_validation.py [--seconds 2]
+
+For each input (the IMP²ART example Patient, peak-flow Observation, action-plan CarePlan and
+review QuestionnaireResponse, each with its meta.profile; the asthma review Questionnaire
+module; and an R4 example Questionnaire), the same run measures:
+- ours: JSON parse + structure, bindings, invariants, profiles (and the QuestionnaireResponse
+  against its Questionnaire);
+- baseline: ``fhir.resources.R4B`` ``Model.model_validate_json`` on the same text (a
+  structural parse only).
+It reports validations/second and the ratio ours/baseline (>= 1.0 means we are at least as
+fast), then the cold-start time of ``fhir-service validate`` on one file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fhir_service import jsonutil  # noqa: E402
+from fhir_service.definitions import get_definitions  # noqa: E402
+from fhir_service.validation import validate_resource  # noqa: E402
+
+R4_EXAMPLES = ROOT.parent / "shared" / "conformance" / "r4-examples"
+
+
+def _from_example_bundle(rtype: str, profile_hint: str | None = None) -> dict:
+    bundle = json.loads((ROOT / "examples" / "01-fiona-macleod.json").read_text())
+    for e in bundle["entry"]:
+        r = e["resource"]
+        if r["resourceType"] == rtype and (profile_hint is None or any(
+                profile_hint in p for p in r.get("meta", {}).get("profile", []))):
+            return r
+    raise SystemExit(f"no {rtype} in examples/01-fiona-macleod.json")
+
+
+def inputs() -> list[tuple[str, str]]:
+    out = [
+        ("Patient", json.dumps(_from_example_bundle("Patient"))),
+        ("Observation", json.dumps(_from_example_bundle("Observation", "asthma-peak-flow"))),
+        ("CarePlan", json.dumps(_from_example_bundle("CarePlan"))),
+        ("Questionnaire", (ROOT / "profiles" / "Questionnaire-asthma-review-act.json").read_text()),
+        ("QuestionnaireResponse", json.dumps(_from_example_bundle("QuestionnaireResponse"))),
+    ]
+    if R4_EXAMPLES.is_dir():
+        out.append(("Questionnaire", (R4_EXAMPLES / "Questionnaire-f201.json").read_text()))
+    return out
+
+
+def rate(fn, seconds: float) -> float:
+    fn()  # warm: compiled definitions, caches
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        fn()
+        n += 1
+        if n % 10 == 0 and time.perf_counter() >= deadline:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def cold_start(path: Path, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fhir_service.validation.cli", str(path), "--format", "json"],
+                       cwd=ROOT, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    a = ap.parse_args()
+    defs = get_definitions()
+    print(f"{'input':<22} {'ours/s':>9} {'fhir.resources/s':>17} {'ratio':>7}  issues (errors)", flush=True)
+    ratios = []
+    for rtype, text in inputs():
+        model = getattr(importlib.import_module(f"fhir.resources.R4B.{rtype.lower()}"), rtype)
+        issues = validate_resource(jsonutil.loads(text), defs)
+        ours = rate(lambda: validate_resource(jsonutil.loads(text), defs), a.seconds)
+        theirs = rate(lambda: model.model_validate_json(text), a.seconds)
+        ratios.append(ours / theirs)
+        print(f"{rtype:<22} {ours:>9.0f} {theirs:>17.0f} {ours / theirs:>7.2f}  {len(issues)} "
+              f"({sum(i.is_error for i in issues)})", flush=True)
+    print(f"geometric mean ratio: {statistics.geometric_mean(ratios):.2f}")
+    sample = ROOT / "profiles" / "Questionnaire-asthma-review-act.json"
+    print(f"fhir-service validate, cold start on one file: {cold_start(sample):.2f} s (median of 5)")
+
+
+if __name__ == "__main__":
+    main()
