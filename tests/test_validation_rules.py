@@ -178,3 +178,23 @@ def test_questionnaire_link_ids_are_unique():
         {"linkId": "a", "type": "group", "item": [{"linkId": "b", "type": "string"}]},
         {"linkId": "b", "type": "string"}]}
     assert any(p == "Questionnaire" and "que-2" in t for p, t in errors(q))
+
+
+def test_profile_invariants_can_use_member_of():
+    import copy as _copy
+
+    from fhir_service.config import Settings
+    from fhir_service.definitions import Definitions
+    from fhir_service.definitions.fetch import core_package_dir
+    defs = Definitions(core_package_dir(Settings().package_cache))
+    defs.add({"resourceType": "StructureDefinition", "url": "http://example.org/sd/g", "name": "G",
+              "status": "active", "kind": "resource", "abstract": False, "type": "Patient",
+              "derivation": "constraint", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+              "differential": {"element": [{"id": "Patient", "path": "Patient", "constraint": [
+                  {"key": "g-1", "severity": "error", "human": "gender from the ValueSet",
+                   "expression": "gender.memberOf('http://hl7.org/fhir/ValueSet/administrative-gender')"}]}]}})
+    res = {"resourceType": "Patient", "gender": "female", "meta": {"profile": ["http://example.org/sd/g"]}}
+    assert not [i for i in validate_resource(res, defs) if i.is_error]
+    bad = _copy.deepcopy(res)
+    bad["gender"] = "robot"
+    assert any("g-1" in i.text for i in validate_resource(bad, defs) if i.is_error)

@@ -117,3 +117,39 @@ def test_issue_codes_and_severities_are_fhir_codes():
     assert {i.code for i in got} <= {"structure", "invalid", "required", "value", "invariant", "code-invalid",
                                      "business-rule", "not-found", "informational", "too-long"}
     assert {i.severity for i in got} <= {"fatal", "error", "warning", "information"}
+
+
+def test_malformed_input_never_breaks_the_validator():
+    """Client input must never produce a 500: mangle resources at random and validate them."""
+    import copy
+    import random
+    from decimal import Decimal
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "examples"
+    bundles = [jsonutil.loads(p.read_bytes()) for p in sorted(root.glob("0*.json"))[:3]]
+    samples = [e["resource"] for b in bundles for e in b.get("entry", [])]
+    junk = [None, [], {}, "", 1, Decimal("1.5"), True, [None], [{}], {"a": 1}, ["x"], {"resourceType": "Patient"},
+            {"reference": "#x"}, "urn:uuid:zz"]
+    rng = random.Random(4)
+
+    def places(obj, path=()):
+        yield path
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from places(v, path + (k,))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from places(v, path + (i,))
+
+    for _ in range(300):
+        res = copy.deepcopy(rng.choice(samples))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(list(places(res)))
+            if not path:
+                continue
+            parent = res
+            for p in path[:-1]:
+                parent = parent[p]
+            parent[path[-1]] = copy.deepcopy(rng.choice(junk))
+        got = validate_resource(res, get_definitions())
+        assert not any(i.code == "exception" for i in got), [i.text for i in got if i.code == "exception"]

@@ -17,8 +17,8 @@ from functools import lru_cache
 
 from fhirpathpy.parser import parse
 
-from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean, item_compare, item_equal,
-                        item_equivalent, sys_item)
+from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean,
+                        item_compare, item_equal, item_equivalent, sys_item)
 from .primitives import PRIMITIVE_TYPES
 
 

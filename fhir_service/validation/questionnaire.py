@@ -30,9 +30,19 @@ ANSWER_TYPES = {
 NO_ANSWER_TYPES = ("group", "display", "question")
 
 
+def _dicts(x) -> list:
+    """The objects of a JSON array; anything malformed is the structural check's business."""
+    return [e for e in x if isinstance(e, dict)] if isinstance(x, list) else []
+
+
+def _lid(item: dict):
+    lid = item.get("linkId")
+    return lid if isinstance(lid, str) else None
+
+
 def _ext(item: dict, name: str, prefix: str = EXT) -> list:
     url = prefix + name
-    return [e for e in item.get("extension", ()) if isinstance(e, dict) and e.get("url") == url]
+    return [e for e in _dicts(item.get("extension")) if e.get("url") == url]
 
 
 def _ext_value(item: dict, name: str, prefix: str = EXT):
@@ -81,21 +91,17 @@ class _Ctx:
         self._links(q.get("item"))
 
     def _index(self, items) -> None:
-        for it in items or ():
-            if not isinstance(it, dict):
-                continue
-            lid = it.get("linkId")
-            for a in it.get("answer", ()) if isinstance(it.get("answer"), list) else ():
-                if isinstance(a, dict):
-                    self.answers.setdefault(lid, []).append(a)
-                    self._index(a.get("item"))
+        for it in _dicts(items):
+            lid = _lid(it)
+            for a in _dicts(it.get("answer")):
+                self.answers.setdefault(lid, []).append(a)
+                self._index(a.get("item"))
             self._index(it.get("item"))
 
     def _links(self, items) -> None:
-        for it in items or ():
-            if isinstance(it, dict):
-                self.all_links.add(it.get("linkId"))
-                self._links(it.get("item"))
+        for it in _dicts(items):
+            self.all_links.add(_lid(it))
+            self._links(it.get("item"))
 
 
 def resolve_questionnaire(w, qr: dict, ref: str) -> dict | None:
@@ -120,9 +126,7 @@ def _assembled_items(w, qr: dict, items, seen: frozenset) -> tuple[list, bool]:
     """Items with modular sub-questionnaires (SDC $assemble) inlined; False if one is missing."""
     out: list = []
     complete = True
-    for it in items or ():
-        if not isinstance(it, dict):
-            continue
+    for it in _dicts(items):
         sub = _ext_value(it, "sdc-questionnaire-subQuestionnaire", SDC) if it.get("type") == "display" else None
         if isinstance(sub, str):
             child = resolve_questionnaire(w, qr, sub) if sub not in seen else None
@@ -157,7 +161,7 @@ def check_response(w, qr: dict, path: str) -> None:
         q = dict(q, item=items)
     ctx = _Ctx(w, q, qr)
     ctx.incomplete = not complete
-    _items(ctx, q.get("item") or [], qr.get("item"), path, path)
+    _items(ctx, _dicts(q.get("item")), qr.get("item"), path, path)
 
 
 def _check_status(w, q: dict, qr: dict, path: str) -> None:
@@ -181,13 +185,14 @@ def _items(ctx: _Ctx, q_items: list, r_items, path: str, parent_path: str) -> No
     """Check the response items under one parent against the questionnaire items there."""
     w = ctx.w
     r_items = r_items if isinstance(r_items, list) else []
-    q_by_link = {qi.get("linkId"): (n, qi) for n, qi in enumerate(q_items) if isinstance(qi, dict)}
+    q_items = _dicts(q_items)
+    q_by_link = {_lid(qi): (n, qi) for n, qi in enumerate(q_items)}
     matched: dict[str, list] = {}
     last = -1
     for i, ri in enumerate(r_items):
         if not isinstance(ri, dict):
             continue
-        lid = ri.get("linkId")
+        lid = _lid(ri)
         ipath = f"{parent_path}.item[{i}]"
         hit = q_by_link.get(lid)
         if hit is None:
@@ -205,7 +210,7 @@ def _items(ctx: _Ctx, q_items: list, r_items, path: str, parent_path: str) -> No
     for qi in q_items:
         if not isinstance(qi, dict):
             continue
-        lid = qi.get("linkId")
+        lid = _lid(qi)
         found = matched.get(lid, [])
         enabled = _enabled(ctx, qi)
         if not enabled:
@@ -230,7 +235,7 @@ def _item(ctx: _Ctx, qi: dict, ri: dict, ipath: str) -> None:
     w = ctx.w
     qtype = qi.get("type")
     answers = ri.get("answer") if isinstance(ri.get("answer"), list) else []
-    children = qi.get("item") or []
+    children = _dicts(qi.get("item"))
     if qtype in NO_ANSWER_TYPES:
         if answers:
             w.add("error", "structure", f"Items of type {qtype} should not have answers", ipath)

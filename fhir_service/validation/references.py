@@ -128,7 +128,7 @@ def check_reference(w, node, val: dict, path: str) -> None:
             m = _REF_TYPE.search(ref)
             found_type = m.group(1) if m else None
     allowed = _target_types(w, node)
-    if allowed is not None and found_type and found_type not in allowed and \
+    if allowed is not None and isinstance(found_type, str) and found_type not in allowed and \
             not any(w.v.is_subtype(found_type, a) for a in allowed):
         w.add("error", "structure", f"Invalid Resource target type. Found {found_type}, but expected one of "
               f"({', '.join(sorted(allowed))})", path)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..outcome import Issue
 from . import checks
-from .model import INF, RESOURCE_TYPE_CODES, ElementNode, StructureModel, upper_first
+from .model import RESOURCE_TYPE_CODES, ElementNode, StructureModel, upper_first
 from .primitives import PRIMITIVE_TYPES, check_primitive, check_resource_id, json_type_name
 
 if TYPE_CHECKING:
@@ -400,4 +400,4 @@ def _meta_profiles(obj: dict) -> list[str]:
     return []
 
 
-__all__ = ["Walker", "Layout", "build_layout", "Frame", "INF"]
+__all__ = ["Walker", "Layout", "build_layout", "Frame"]

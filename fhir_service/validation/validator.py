@@ -1,6 +1,7 @@
 """The Validator: compiled definitions (cached per Definitions) and the validation entry point."""
 from __future__ import annotations
 
+import logging
 import threading
 
 from ..definitions import Definitions
@@ -10,6 +11,7 @@ from .primitives import PRIMITIVE_TYPES
 from .structure import Layout, Walker, _meta_profiles, build_layout
 from . import checks, references, slicing
 
+_log = logging.getLogger(__name__)
 _SKIP_TYPE_ROOTS = frozenset({"Element", "BackboneElement", "Resource", "DomainResource", ""})
 
 
@@ -101,6 +103,8 @@ class Validator:
             return m
 
     def type_model(self, type_code: str) -> StructureModel | None:
+        if not isinstance(type_code, str):
+            return None
         m = self._types.get(type_code)
         if m is not None:
             return m
@@ -113,6 +117,8 @@ class Validator:
 
     def is_subtype(self, type_code: str, ancestor: str) -> bool:
         """Whether ``type_code`` is ``ancestor`` or specialises it (Age is a Quantity, ...)."""
+        if not isinstance(type_code, str) or not isinstance(ancestor, str):
+            return False
         key = (type_code, ancestor)
         hit = self._subtypes.get(key)
         if hit is None:
@@ -266,8 +272,27 @@ class Validator:
             res_item = Item(res, None, rt)
             root_item = res_item if root is res else Item(root, None, root.get("resourceType", ""))
             env = w._fp_env = Env(self, {"resource": [res_item], "rootResource": [root_item]},
-                                  resolve=lambda ref, _f=frame: references.resolve_in(w, _f, ref))
+                                  resolve=lambda ref, _f=frame: references.resolve_in(w, _f, ref),
+                                  member_of=lambda value, url: self._member_of(w, value, url),
+                                  conforms_to=lambda value, url: bool(self.conforms(w, value, url)))
         return env
+
+    def _member_of(self, w: Walker, value, url: str) -> bool | None:
+        """FHIRPath memberOf(): a code, Coding or CodeableConcept in a ValueSet (None: unknown)."""
+        from ..terminology import Terminology
+        vs = Terminology.for_definitions(self.definitions).value_set(url, w.resolver)
+        if vs is None:
+            return None
+        if isinstance(value, str):
+            return vs.contains(None, value)
+        if not isinstance(value, dict):
+            return False
+        codings = value.get("coding") if isinstance(value.get("coding"), list) else [value]
+        results = [vs.contains(c.get("system"), c["code"]) for c in codings
+                   if isinstance(c, dict) and isinstance(c.get("code"), str)]
+        if any(r is True for r in results):
+            return True
+        return None if any(r is None for r in results) else False
 
     def evaluate_expression(self, w: Walker, expression: str, resource: dict, variables: dict | None = None):
         """A FHIRPath expression on a resource (SDC expressions): plain values, or None on failure."""
@@ -300,15 +325,18 @@ class Validator:
             return w.issues
         rt = resource.get("resourceType")
         path = rt if isinstance(rt, str) and self.definitions.is_resource_type(rt) else "Resource"
-        w.resource(resource, path)
-        if w.issues and any(i.severity == "fatal" for i in w.issues):
-            return w.issues
-        if path == "Resource":
-            return w.issues
-        seen = set()
-        for url in list(_meta_profiles(resource)) + [p for p in profiles if p]:
-            if url in seen:
-                continue
-            seen.add(url)
-            self.walk_profile(w, resource, url, path_in=path, unknown=unknown_profile)
+        try:
+            w.resource(resource, path)
+            if path == "Resource" or any(i.severity == "fatal" for i in w.issues):
+                return w.issues
+            seen = set()
+            for url in list(_meta_profiles(resource)) + [p for p in profiles if p]:
+                if url in seen:
+                    continue
+                seen.add(url)
+                self.walk_profile(w, resource, url, path_in=path, unknown=unknown_profile)
+        except Exception as exc:  # a validator defect must never turn client input into a 500
+            _log.warning("validation stopped early: %s", type(exc).__name__, exc_info=True)
+            w.add("warning", "exception", f"Validation could not be completed ({type(exc).__name__}); the issues "
+                  "above were found before it stopped", path)
         return w.issues
