@@ -79,16 +79,17 @@ class FHIRService:
         Several server processes share one database, so a conformance resource written through
         another process must reach this process's Definitions before we validate or index.
         """
-        if session is None:
-            with self.repo.transaction() as s:
-                return self.sync_conformance(s)
         types = sorted(CONFORMANCE_TYPES)
         marks = ", ".join("?" for _ in types)
-        newest = session.query(f"SELECT MAX(seq) FROM resource_version WHERE res_type IN ({marks})", types)[0][0] or 0
+        newest_sql = f"SELECT MAX(seq) FROM resource_version WHERE res_type IN ({marks})"
+        rows = session.query(newest_sql, types) if session else self.repo.query_once(newest_sql, types)
+        newest = rows[0][0] or 0
         if newest <= self._conformance_seq:
             return
-        rows = session.query(f"SELECT content FROM resource WHERE res_type IN ({marks}) AND seq > ? "
-                             "AND content IS NOT NULL ORDER BY seq", [*types, self._conformance_seq])
+        changed_sql = (f"SELECT content FROM resource WHERE res_type IN ({marks}) AND seq > ? "
+                       "AND content IS NOT NULL ORDER BY seq")
+        params = [*types, self._conformance_seq]
+        rows = session.query(changed_sql, params) if session else self.repo.query_once(changed_sql, params)
         for (content,) in rows:
             self.definitions.add(jsonutil.loads(content))
         self._conformance_seq = newest

@@ -92,6 +92,10 @@ class SQLiteRepository(Repository):
         else:
             conn.execute("COMMIT")
 
+    def query_once(self, sql, params=()):
+        # The connection is in autocommit mode: a lone SELECT needs no BEGIN/COMMIT round.
+        return self._conn().execute(sql, tuple(params)).fetchall()
+
     def create_schema(self) -> None:
         conn = self._conn()
         for stmt in ddl("sqlite"):
