@@ -6,8 +6,9 @@ function to ``_FUNCTIONS`` once and every layer gets it.
 Two kinds of additions:
 - ``_FUNCTIONS``: fhirpathpy "user" functions; they receive the input values only.
 - ``_CONTEXT_FUNCTIONS``: functions that need the evaluation context (type information, or
-  hooks the caller passes in the context such as a reference resolver). fhirpathpy gives user
-  functions no context, so these are registered with its built-in table.
+  hooks the caller passes in the context such as a reference resolver), and corrections of
+  fhirpathpy built-ins (``round()`` rounds halves up). fhirpathpy gives user functions no
+  context, so these are registered with its built-in table, where every compile sees them.
 
 Hooks a caller may put in ``context`` (all optional):
 - ``__resolve``: ``f(reference: str) -> dict | None`` used by ``resolve()``;
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import functools
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
 import fhirpathpy
 from fhirpathpy.engine.invocations import invocation_registry as _BUILTINS
 from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.engine.util import get_data
+from fhirpathpy.engine.util import get_data, is_empty
 from fhirpathpy.models import models
 
 R4_MODEL = models["r4"]
@@ -102,6 +104,27 @@ def _conforms_to(ctx, coll, profile):
     return [all(hook(get_data(c), url) for c in coll)]
 
 
+def _round(ctx, coll, precision=None):
+    """round([precision]): halves round up, away from zero (FHIRPath), not to even (fhirpathpy).
+
+    430 L/min x 75% = 322.5 gives 323. The result is a Decimal with ``precision`` places.
+    """
+    if is_empty(coll):
+        return []
+    if len(coll) != 1:
+        raise Exception("round() expects a single number")
+    value = get_data(coll[0])
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise Exception(f"round() expects a number, not {value!r}")
+    places = 0
+    if precision is not None and not is_empty(precision):
+        places = precision[0] if isinstance(precision, list) else precision
+        if isinstance(places, bool) or not isinstance(places, int) or places < 0:
+            raise Exception("round() precision must be a non-negative integer")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return [number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)]
+
+
 def _trace(ctx, coll, *args):
     """trace(): a no-op here; R4 invariants use it and fhirpathpy's prints to stdout."""
     return coll
@@ -114,6 +137,7 @@ _CONTEXT_FUNCTIONS: dict[str, dict] = {
     "htmlChecks": {"fn": _html_checks, "arity": {0: []}},
     "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},
     "conformsTo": {"fn": _conforms_to, "arity": {1: ["String"]}},
+    "round": {"fn": _round, "arity": {0: [], 1: ["Integer"]}},
 }
 _BUILTINS.update(_CONTEXT_FUNCTIONS)
 

@@ -17,6 +17,7 @@ from test_sdc_support import ReviewForm, json_of, out_param, practice  # noqa: F
 LOINC_PLAN = "http://loinc.org|69981-9"
 SNOMED = "http://snomed.info/sct|"
 PROFILE = "https://fhir.imp2art.org/StructureDefinition/asthma-action-plan"
+GOAL_PROFILE = "https://fhir.imp2art.org/StructureDefinition/asthma-zone-goal"
 
 
 @dataclass
@@ -136,6 +137,14 @@ def test_new_plan_is_active_and_valid_against_its_profile(practice, case):  # no
     assert r.status_code == 200 and not errors, errors
     zones = {a["extension"][0]["valueCoding"]["code"] for a in plan["activity"]}
     assert zones == {"everyday", "worse", "attack"}
+
+
+def test_plan_and_goals_claim_their_profiles_from_the_templates(practice, case):  # noqa: F811
+    _, out = case
+    assert out["plan"]["meta"]["profile"] == [PROFILE]
+    goals = [json_of(practice.get(g["reference"])) for g in out["plan"]["goal"]]
+    assert len(goals) == 3
+    assert all(g["meta"]["profile"] == [GOAL_PROFILE] for g in goals)
 
 
 def test_posting_again_makes_no_duplicates(practice, case):  # noqa: F811

@@ -9,6 +9,8 @@ FHIRPath (fhir_service.fhirpath) against sample QuestionnaireResponses:
 """
 from __future__ import annotations
 
+import json
+import sys
 from decimal import Decimal
 from functools import lru_cache
 
@@ -67,10 +69,17 @@ def sdc_weight_function():
         del invocation_registry["weight"]
 
 
+@lru_cache(maxsize=None)
+def plan_templates() -> dict:
+    """What the form's %planTemplates x-fhir-query finds: the action-plan PlanDefinitions in profiles/."""
+    found = [load(p) for p in sorted(PROFILES.glob("PlanDefinition-*.json"))]
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": pd} for pd in found]}
+
+
 def calc(link_id: str, qr: dict):
     """The item's calculatedExpression on ``qr`` (%resource), as a single value or None."""
     result = evaluate(qr, expression(link_id, "sdc-questionnaire-calculatedExpression"),
-                      {"resource": qr, "questionnaire": review()})
+                      {"resource": qr, "questionnaire": review(), "planTemplates": [plan_templates()]})
     assert len(result) <= 1
     return result[0] if result else None
 
@@ -132,7 +141,8 @@ def test_percent_of_best_needs_both_readings():
 
 
 @pytest.mark.parametrize("best, worse, attack, worse_lmin, attack_lmin", [
-    (460, 80, 50, 368, 230), (540, 75, 50, 405, 270), (410, 75, 50, 308, 205), (380, 80, 50, 304, 190), (455, 80, 50, 364, 228)])
+    (460, 80, 50, 368, 230), (540, 75, 50, 405, 270), (410, 75, 50, 308, 205), (380, 80, 50, 304, 190), (455, 80, 50, 364, 228),
+    (430, 75, 50, 323, 215), (470, 75, 45, 353, 212)])  # halves round up: 322.5 -> 323, 352.5 -> 353, 211.5 -> 212
 def test_zone_thresholds_in_litres_per_minute(best, worse, attack, worse_lmin, attack_lmin):
     qr = response(pef_best=best, plan_worse_percent=worse, plan_attack_percent=attack)
     assert calc("plan-worse-lmin", qr) == worse_lmin
@@ -147,6 +157,18 @@ def test_plan_template_follows_the_plan_type():
         plan = load(PROFILES / f"PlanDefinition-{url.rsplit('/', 1)[1]}.json")
         assert plan["url"] == url and plan["version"] == version
         assert plan["extension"][0]["valueCoding"]["code"] == concept["code"]
+    assert calc("plan-template", response()) is None
+
+
+def test_plan_template_version_comes_from_the_plan_definition(monkeypatch):
+    """The form names no template version: a new version of a PlanDefinition is the one a new plan follows."""
+    assert "|0." not in expression("plan-template", "sdc-questionnaire-calculatedExpression")
+    bumped = json.loads(json.dumps(plan_templates()))
+    for e in bumped["entry"]:
+        e["resource"]["version"] = "0.2.0"
+    monkeypatch.setattr(sys.modules[__name__], "plan_templates", lambda: bumped)
+    qr = response(plan_type={"system": f"{BASE}/CodeSystem/asthma-plan-type", "code": "mart"})
+    assert calc("plan-template", qr) == f"{BASE}/PlanDefinition/asthma-action-plan-mart|0.2.0"
 
 
 def example_responses() -> list[dict]:

@@ -34,3 +34,26 @@ def test_reindex_after_new_search_parameter(fhir, uid):
     assert out.json()["parameter"][0]["valueInteger"] >= 1
     found = fhir.get(f"Patient?{code}=bob{uid}", headers={"Prefer": "handling=strict"}).json()
     assert [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"] == [pid]
+
+
+def test_unknown_profile_on_write_is_a_warning_by_default(fhir, uid):
+    res = patient(uid, meta={"profile": ["http://example.org/StructureDefinition/nobody-knows-" + uid]})
+    r = fhir.post("Patient", json=res, headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 201, r.text
+    assert any(i["severity"] == "warning" and "nobody-knows" in i["details"]["text"] for i in r.json()["issue"])
+
+
+def test_unknown_profile_can_be_rejected(backend, tmp_path, uid):
+    from conftest import FHIRClient, Server, drop_database, new_database_url
+    url = new_database_url(backend, tmp_path)
+    srv = Server(url, env={"FHIR_UNKNOWN_PROFILE": "error"})
+    try:
+        client = FHIRClient(srv.base)
+        res = patient(uid, meta={"profile": ["http://example.org/StructureDefinition/nobody-knows-" + uid]})
+        r = client.post("Patient", json=res)
+        assert r.status_code == 422
+        assert any("nobody-knows" in i["details"]["text"] for i in r.json()["issue"] if i["severity"] == "error")
+        assert client.post("Patient", json=patient(uid)).status_code == 201
+    finally:
+        srv.stop()
+        drop_database(url)

@@ -1,9 +1,11 @@
 """The SDC engines on small hand-made forms, without a server (a stub answers the searches)."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from fhir_service.asthma.plan_inputs import lmin_of
+from fhir_service import fhirpath
 from fhir_service.asthma.render import Contact, Medicine, PlanView, Zone, narrative
 from fhir_service.sdc.apply import Application
 from fhir_service.sdc.assemble import AssembleError, assemble
@@ -288,8 +290,21 @@ def test_apply_defers_conditions_it_cannot_decide_and_computes_text():
     assert rg["instantiatesCanonical"] == ["http://x/pd"] and app.issues == []
 
 
-def test_lmin_rounds_halves_up():
-    assert lmin_of(455, 75) == 341 and lmin_of(410, 75) == 308 and lmin_of(470, 50) == 235 and lmin_of(2, 25) == 1
+@pytest.mark.parametrize("expression, expected", [
+    ("(430 * 75 / 100).round(0)", "323"), ("(430 * 75 / 100).round()", "323"), ("(455 * 75 / 100).round()", "341"),
+    ("2.5.round()", "3"), ("3.5.round()", "4"), ("(-2.5).round()", "-3"), ("2.675.round(2)", "2.68"),
+    ("1.005.round(2)", "1.01"), ("2.4.round()", "2"), ("7.round()", "7"), ("3.14159.round(3)", "3.142")])
+def test_round_takes_halves_up(expression, expected):
+    """FHIRPath round() is a traditional round, not fhirpathpy's round-half-to-even; every layer shares it."""
+    assert fhirpath.evaluate({}, expression) == [Decimal(expected)]
+    assert evaluate_json(expression, {}, Scope()) == [Decimal(expected)]
+
+
+@pytest.mark.parametrize("expression", ["(1 | 2).round()", "'a'.round()", "1.5.round(-1)"])
+def test_round_refuses_what_is_not_one_number(expression):
+    with pytest.raises(Exception):
+        fhirpath.evaluate({}, expression)
+    assert fhirpath.evaluate({}, "{}.round()") == []
 
 
 def test_the_narrative_escapes_what_it_shows():

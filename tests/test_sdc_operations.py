@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 
 from fhir_service.sdc.items import answers, first_answer
 from test_sdc_support import CLINICIAN, REVIEW, ReviewForm, json_of, out_param, parameters, practice  # noqa: F401
@@ -46,6 +47,49 @@ def test_populate_prefills_the_record_for_an_example_patient(practice):  # noqa:
     assert first_answer(response, "plan-replaces").startswith("CarePlan/robert-brown")
     assert answers(response, "plan-medicine-product")  # one repetition per plan medicine
     assert first_answer(response, "plan-contact-clinician")["reference"].startswith("Practitioner/")
+
+
+def _candidate_issues(outcome: dict, link_id: str) -> list[str]:
+    where = f"Questionnaire.item.where(linkId='{link_id}')"
+    return [i["details"]["text"] for i in outcome["issue"] if where in i.get("expression", []) and "candidate" in i["details"]["text"]]
+
+
+def test_populate_offers_prescribed_inhalers_to_a_patient_with_no_plan(practice):  # noqa: F811
+    """Liam has asthma prescriptions and no plan: his inhalers are offered as candidates, never chosen for him."""
+    response, issues = ReviewForm(practice).populate("Patient/liam-murray")
+    offered = _candidate_issues(issues, "plan-medicine-product")
+    assert len(offered) == 1, offered  # once, however many prescriptions and medicine rows
+    assert offered[0].startswith("2 candidate answer(s) for 'Inhaler'")
+    assert "Beclometasone 100micrograms/dose inhaler CFC free" in offered[0] and "Salbutamol" in offered[0]
+    # rows come only from an active plan's medicines (Liam has none, unless a test here gave him one)
+    planned = json_of(practice.get("MedicationRequest?subject=Patient/liam-murray&intent=plan&status=active"))
+    assert answers(response, "plan-medicine-product") == [
+        e["resource"]["medicationCodeableConcept"]["coding"][0] for e in planned.get("entry", [])]
+
+
+def test_populate_candidates_are_recent_asthma_prescriptions_only(practice):  # noqa: F811
+    r = practice.post("Patient", json={"resourceType": "Patient", "name": [{"family": "Candidate", "given": ["Cara"]}]})
+    assert r.status_code == 201, r.text
+    patient = f"Patient/{json_of(r)['id']}"
+
+    def prescribe(code: str, display: str, authored: str, status: str = "completed") -> None:
+        r = practice.post("MedicationRequest", json={
+            "resourceType": "MedicationRequest", "status": status, "intent": "order", "subject": {"reference": patient},
+            "medicationCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]},
+            "authoredOn": authored})
+        assert r.status_code == 201, r.text
+
+    today = date.today()
+    prescribe("39113611000001102", "Salbutamol 100micrograms/dose inhaler CFC free", (today - timedelta(days=30)).isoformat(),
+              status="active")
+    prescribe("39113611000001102", "Salbutamol 100micrograms/dose inhaler CFC free", (today - timedelta(days=90)).isoformat())
+    prescribe("35908111000001105", "Beclometasone 100micrograms/dose inhaler CFC free",
+              (today - timedelta(days=800)).isoformat())  # more than a year ago: not current
+    prescribe("323509004", "Amoxicillin 500mg capsules", (today - timedelta(days=10)).isoformat())  # not for asthma
+    response, issues = ReviewForm(practice).populate(patient)
+    assert _candidate_issues(issues, "plan-medicine-product") == [
+        "1 candidate answer(s) for 'Inhaler' for the user to choose from: Salbutamol 100micrograms/dose inhaler CFC free"]
+    assert not answers(response, "plan-medicine-product")  # no plan, so no medicine rows: nothing chosen
 
 
 def test_populate_at_instance_level_with_get(practice):  # noqa: F811

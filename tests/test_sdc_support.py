@@ -14,7 +14,7 @@ import pytest
 from conftest import FHIRClient, Server, drop_database, new_database_url
 from fhir_service import jsonutil
 from fhir_service.sdc.calculate import prune_disabled, recalculate
-from fhir_service.sdc.expressions import Scope
+from fhir_service.sdc.expressions import Scope, bind_variables
 from fhir_service.sdc.response import set_answers, set_repeats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,18 @@ def json_of(response) -> dict:
     return jsonutil.loads(response.content)
 
 
+class HTTPSearch:
+    """What a form filler runs a Questionnaire's x-fhir-query variables with: the server's search."""
+
+    def __init__(self, client: FHIRClient):
+        self.client = client
+
+    def search(self, resource_type: str, params: list, base_url: str) -> dict:
+        r = self.client.get(resource_type, params=params)
+        assert r.status_code == 200, r.text
+        return json_of(r)
+
+
 class ReviewForm:
     """The assembled asthma review and what a form filler does with it."""
 
@@ -88,12 +100,23 @@ class ReviewForm:
         body = json_of(r)
         return out_param(body, "response"), out_param(body, "issues")
 
+    def variables(self, response: dict) -> Scope:
+        """The form's variables (x-fhir-query against the server) for the response's patient."""
+        patient = json_of(self.client.get(response["subject"]["reference"]))
+        failed = []
+        scope = bind_variables(self.questionnaire, response,
+                               self.scope.bind(patient=[patient], questionnaire=self.questionnaire, resource=response),
+                               HTTPSearch(self.client), self.client.base, on_error=lambda exc, name: failed.append(name))
+        assert not failed, failed
+        return scope
+
     def complete(self, response: dict, answers: dict[str, list], medicines: list[dict] | None = None) -> dict:
         for link_id, values in answers.items():
             set_answers(self.questionnaire, response, link_id, values)
         if medicines is not None:
             set_repeats(self.questionnaire, response, "plan-medicines", medicines)
-        assert recalculate(self.questionnaire, response, self.scope) == []
-        prune_disabled(self.questionnaire, response, self.scope)
+        scope = self.variables(response)
+        assert recalculate(self.questionnaire, response, scope) == []
+        prune_disabled(self.questionnaire, response, scope)
         response["status"] = "completed"
         return response

@@ -14,7 +14,6 @@ from ..outcome import error
 from ..sdc.apply import canonical_of
 from ..sdc.assemble import assemble_if_modular
 from ..sdc.calculate import recalculate
-from ..sdc.expressions import Scope
 from ..sdc.extract_templates import extract_templates
 from ..sdc.extract import new_job
 from ..sdc.extraction import Extraction
@@ -35,14 +34,14 @@ def draft_plan(service, template: dict, patient: dict, practitioner: dict | None
                     "can apply", "PlanDefinition")
     q = assemble_if_modular(review, service.resolve_canonical)
     launch = {"user": practitioner} if practitioner else {}
-    response = Population(service, q, patient, launch, base_url).run()
-    scope = Scope(questionnaire=q, code_system=service.definitions.code_system)
+    population = Population(service, q, patient, launch, base_url)
+    response = population.run()
     try:
         set_answers(q, response, terms.PLAN_PROVIDE_ITEM, [True])
         set_answers(q, response, terms.PLAN_TYPE_ITEM, [plan_type])
     except ValueError as exc:
         raise error(422, "processing", f"The review form cannot take this plan type: {exc}", "PlanDefinition") from None
-    recalculate(q, response, scope)
+    recalculate(q, response, population.scope)  # with the form's variables (the plan templates in force)
     response.update(status="completed", id=DRAFT_RESPONSE_ID)
     job = new_job(service, q, response, base_url)
     extract_templates(job)

@@ -1,9 +1,10 @@
 """Finishing the action plan that template extraction started.
 
-The review's templates give the CarePlan, CareTeam, zone Goals and plan MedicationRequests.
+The review's templates give the CarePlan, CareTeam, zone Goals and plan MedicationRequests
+(and the profiles they claim, in the templates' ``meta.profile``).
 This step applies the plan's PlanDefinition to the review's numbers and adds, in the bundle:
 - the zone activities (wording from the template, thresholds in the patient's L/min);
-- the triggers as supporting information, and the profiles the resources claim;
+- the triggers as supporting information;
 - the retirement of the plan(s) it replaces;
 - the patient-readable plan as the CarePlan narrative and as a DocumentReference (HTML).
 """
@@ -80,9 +81,7 @@ def finish(job: Extraction, entry: dict, template: dict, *, draft: bool) -> Fini
         if e["fullUrl"] in goal_refs:
             zone = ext_value(e["resource"], terms.ZONE_EXT) or {}
             goals[zone.get("code")] = e["fullUrl"]
-            _claim(e["resource"], terms.ZONE_GOAL_PROFILE)
     plan["activity"] = activities.build(request_group, meds, goals, code_display(job.service))
-    _claim(plan, terms.ACTION_PLAN_PROFILE)
     _support_with_triggers(job, plan)
     if not draft:
         replace.supersede(job, plan)
@@ -96,12 +95,6 @@ def finish(job: Extraction, entry: dict, template: dict, *, draft: bool) -> Fini
     if not draft:
         job.add(document_reference(plan, plan_ref, html))
     return Finished(request_group, html)
-
-
-def _claim(resource: dict, profile: str) -> None:
-    profiles = resource.setdefault("meta", {}).setdefault("profile", [])
-    if profile not in profiles:
-        profiles.append(profile)
 
 
 def _support_with_triggers(job: Extraction, plan: dict) -> None:

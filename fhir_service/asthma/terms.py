@@ -7,13 +7,11 @@ from __future__ import annotations
 
 BASE = "https://fhir.imp2art.org/"
 
-# extensions and profiles (profiles/StructureDefinition-*.json)
+# extensions (profiles/StructureDefinition-*.json)
 ZONE_EXT = BASE + "StructureDefinition/asthma-zone"
 PLAN_TYPE_EXT = BASE + "StructureDefinition/asthma-plan-type"
 THRESHOLDS_EXT = BASE + "StructureDefinition/asthma-peak-flow-thresholds"
 MEDICINE_ROLE_EXT = BASE + "StructureDefinition/asthma-medicine-role"
-ACTION_PLAN_PROFILE = BASE + "StructureDefinition/asthma-action-plan"
-ZONE_GOAL_PROFILE = BASE + "StructureDefinition/asthma-zone-goal"
 
 # the review form whose action-plan module $apply pre-fills a draft from
 REVIEW_QUESTIONNAIRE = BASE + "Questionnaire/asthma-review"
@@ -30,9 +28,6 @@ PLAN_INPUT_ITEMS = {
     "worseLmin": "plan-worse-lmin",
     "attackLmin": "plan-attack-lmin",
 }
-PERSONAL_BEST_ITEM = "pef-best"
 TRIGGERS_ITEM = "risk-triggers"
 PLAN_PROVIDE_ITEM = "plan-provide"
 PLAN_TYPE_ITEM = "plan-type"
-# L/min thresholds that can be worked out from the personal best and a % threshold
-LMIN_FROM_PERCENT = {"worseLmin": "worsePercent", "attackLmin": "attackPercent"}

@@ -29,7 +29,20 @@ def _operation_entries(levels: set[str], resource_type: str | None) -> list[dict
     return out
 
 
+_cache: dict[tuple, dict] = {}
+
+
 def capability_statement(service: "FHIRService", base_url: str) -> dict:
+    """Built once per base URL and set of definitions (it is large: every type's parameters)."""
+    service.sync_conformance()
+    key = (id(service), base_url, service.definitions.generation)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = _build(service, base_url)
+    return _cache[key]
+
+
+def _build(service: "FHIRService", base_url: str) -> dict:
     defs = service.definitions
     resources = []
     for rtype in defs.resource_types:

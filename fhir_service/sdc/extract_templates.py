@@ -202,5 +202,5 @@ class _Filler:
 
 
 def _only_meta(obj: dict) -> bool:
-    """An element left with nothing but a resourceType is empty."""
-    return set(obj) <= {"resourceType"}
+    """An element left with nothing but a resourceType (and the template's meta) is empty."""
+    return set(obj) <= {"resourceType", "meta"}

@@ -41,6 +41,7 @@ class Population:
     base_url: str = ""
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     issues: list[Issue] = field(default_factory=list)
+    scope: Scope | None = field(default=None, init=False)  # after run(): the form's variables, for recalculation
 
     @property
     def subject_ref(self) -> str:
@@ -64,6 +65,7 @@ class Population:
         scope = Scope(questionnaire=q, code_system=self.service.definitions.code_system,
                       variables={"questionnaire": q, "resource": response, **self._launch_variables()})
         scope = bind_variables(q, response, scope, self.service, self.base_url, on_error=self._variable_failed(None))
+        self.scope = scope
         response["item"] = self._items(q.get("item") or [], scope)
         for link_id, exc in recalculate(q, response, scope):
             self.note("warning", "processing", f"The calculated value of '{link_id}' could not be worked out: {exc}",
@@ -133,6 +135,7 @@ class Population:
         if not results:
             self.note("information", "not-found", f"Nothing in the record to fill '{item.get('text') or item['linkId']}'",
                       item["linkId"])
+            self._report_nested_candidates(item.get("item") or [], scope.bind(**{name or "context": []}))
             return []
         if len(results) > 1 and not item.get("repeats"):
             self.note("warning", "multiple-matches", f"'{item['linkId']}' does not repeat but its "
@@ -184,8 +187,14 @@ class Population:
                 answers[0]["item"] = children
         return [made]
 
+    def _report_nested_candidates(self, items: list, scope: Scope) -> None:
+        """The questions of a group that got no repetitions still offer their candidates."""
+        for item in items:
+            self._report_candidates(item, scope)
+            self._report_nested_candidates(item.get("item") or [], scope)
+
     def _report_candidates(self, item: dict, scope: Scope) -> None:
-        """candidateExpression offers choices to the user; population never picks one."""
+        """candidateExpression offers choices to the user (once per item); population never picks one."""
         candidate = ext_value(item, urls.CANDIDATE_EXPRESSION)
         if candidate is None:
             return
@@ -196,8 +205,10 @@ class Population:
             return
         if found:
             shown = "; ".join(_describe(v) for v in found[:10])
-            self.note("information", "informational", f"{len(found)} candidate answer(s) for "
-                      f"'{item.get('text') or item['linkId']}' for the user to choose from: {shown}", item["linkId"])
+            text = (f"{len(found)} candidate answer(s) for '{item.get('text') or item['linkId']}' for the user to "
+                    f"choose from: {shown}")
+            if not any(i.text == text for i in self.issues):  # a repeating group offers them once
+                self.note("information", "informational", text, item["linkId"])
 
     # -- observation-based ------------------------------------------------------------------
     def _from_observation(self, item: dict) -> list:

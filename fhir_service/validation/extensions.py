@@ -43,7 +43,17 @@ def _check_one(w, host_node, host_type: str, ext: dict, path: str, modifier: boo
     if model is None or model.type != "Extension":
         _unknown(w, url, path, modifier)
         return
-    _check_context(w, model, host_node, host_type, url, path)
+    if host_node is None:
+        problem = _context_problem(w, model, host_node, host_type, url)
+    else:
+        # the answer depends only on the definitions: once per (host element, extension)
+        key = ("ext-context", url, host_type)
+        hit = host_node.extras.get(key)
+        if hit is None or hit[0] is not model:
+            hit = host_node.extras[key] = (model, _context_problem(w, model, host_node, host_type, url))
+        problem = hit[1]
+    if problem:
+        w.add("error", "business-rule", problem, path)
     if vkey is not None:
         _check_value_type(w, model, url, vkey, path)
     w.v.walk_element_profile(w, ext, model, "Extension", path)
@@ -86,10 +96,11 @@ def _host_names(w, host_node, host_type: str) -> set[str]:
     return names
 
 
-def _check_context(w, model, host_node, host_type: str, url: str, path: str) -> None:
+def _context_problem(w, model, host_node, host_type: str, url: str) -> str | None:
+    """The message when the extension's context does not allow this element (else None)."""
     contexts = model.sd.get("context")
     if not isinstance(contexts, list) or not contexts:
-        return
+        return None
     names = _host_names(w, host_node, host_type)
     is_resource = host_node is not None and host_node.model.root is host_node and host_node.model.kind == "resource"
     for c in contexts:
@@ -99,21 +110,21 @@ def _check_context(w, model, host_node, host_type: str, url: str, path: str) -> 
         ctype = c.get("type", "element")
         if ctype == "extension":
             if host_type == "Extension" or expr in names:
-                return
+                return None
             continue
         if ctype == "fhirpath":
-            return  # not evaluated here
+            return None  # not evaluated here
         if expr in ("Element", "Base") or expr in names:
-            return
+            return None
         if expr in ("Resource", "DomainResource") and is_resource:
-            return
+            return None
         if any(w.v.is_subtype(n, expr) for n in names if n and "." not in n):
-            return
+            return None
         if "." in expr and any(n.endswith("." + expr.split(".", 1)[1]) and n.split(".")[0] == expr.split(".")[0]
                                for n in names):
-            return
+            return None
     allowed = ", ".join(f"{c.get('type', 'element')[:1]}:{c.get('expression')}" for c in contexts
                         if isinstance(c, dict))
     where = sorted(n for n in names if n)[:1]
-    w.add("error", "business-rule", f"The extension {url} is not allowed to be used at this point (allowed = "
-          f"{allowed}; this element is [{', '.join(where)}])", path)
+    return (f"The extension {url} is not allowed to be used at this point (allowed = {allowed}; this element is "
+            f"[{', '.join(where)}])")

@@ -62,9 +62,28 @@ def _fp_map(env: Env, it: Item):
         for key, (child, ct, underscore) in lay.keys.items():
             if underscore:
                 continue
-            fp.setdefault(child.name, []).append((key, child, ct))
+            fp.setdefault(child.name, _Entries()).append((key, child, ct))
+        for ents in fp.values():
+            ents.order = {e[0]: i for i, e in enumerate(ents)}
         lay.fp = fp
     return fp
+
+
+class _Entries(list):
+    """The JSON keys of one FHIRPath name, with each key's position (for choice types)."""
+    __slots__ = ("order",)
+
+
+def _present(v: dict, ents: _Entries) -> list:
+    """The entries of a choice element that ``v`` uses, in entry order. value[x] has ~50 types:
+    looking up the object's few keys beats trying every type."""
+    order = ents.order
+    hits = set()
+    for k in v:
+        i = order.get(k[1:] if k[:1] == "_" else k)
+        if i is not None:
+            hits.add(i)
+    return [ents[i] for i in sorted(hits)]
 
 
 def _wrap_child(val, ext, child, ct):
@@ -87,7 +106,10 @@ def _children_named(env: Env, it: Item, name: str, out: list) -> None:
             if e is not None:
                 out.append(Item(e, None, e.get("resourceType") if isinstance(e, dict) else None))
         return
-    for key, child, ct in fp.get(name, ()):
+    ents = fp.get(name, ())
+    if len(ents) > 4 and len(v) < len(ents):
+        ents = _present(v, ents)
+    for key, child, ct in ents:
         val = v.get(key)
         ext = v.get("_" + key) if ct in PRIMITIVE_TYPES else None
         if val is None and ext is None:
@@ -276,7 +298,13 @@ def _invocation(inv, left):
     if k == "FunctionInvocation":
         fn = inv["children"][0]
         name = _ident(fn["children"][0])
-        params = [_compile(p) for p in (fn["children"][1]["children"] if len(fn["children"]) > 1 else [])]
+        pnodes = fn["children"][1]["children"] if len(fn["children"]) > 1 else []
+        params = [_compile(p) for p in pnodes]
+        for p, pnode in zip(params, pnodes):
+            try:
+                p.fp_node = pnode  # for _per_item's fast form, compiled on first use
+            except AttributeError:
+                pass
         impl = _FUNCTIONS.get(name)
         if impl is None:
             raise Unsupported(f"function {name}")
@@ -610,6 +638,33 @@ def _with_this(env: Env, it: Item, i: int, fn, focus_for_fn):
         env.this, env.index = saved
 
 
+_NO_FAST = object()
+
+
+def _per_item(env: Env, it: Item, i: int, fn, focus_for_fn) -> list:
+    """A macro's parameter on one item ($this). Plain criteria (``linkId = 'x'``, ``item``)
+    run in fp_fast's form straight on the JSON; anything else, or a Bail, in _with_this."""
+    fast = getattr(fn, "fp_fast", None)
+    if fast is None:
+        fast = _NO_FAST
+        node = getattr(fn, "fp_node", None)
+        if node is not None:
+            from . import fp_fast
+            fast = fp_fast.compile_node(node) or _NO_FAST
+        try:
+            fn.fp_fast = fast
+        except AttributeError:
+            pass
+    if fast is not _NO_FAST and type(it.v) is dict:
+        fp = _fp_map(env, it)
+        if fp:
+            try:
+                return fast(it.v, fp)
+            except Exception:  # fp_fast.Bail
+                pass
+    return _with_this(env, it, i, fn, focus_for_fn)
+
+
 def _fn(arity):
     """Register a function taking (env, input collection, *evaluated params)."""
     def deco(impl):
@@ -663,17 +718,17 @@ def f_empty(env, coll):
 def f_exists(env, coll, crit=None):
     if crit is None:
         return boolean(bool(coll))
-    return boolean(any(as_bool(_with_this(env, it, i, crit, coll)) for i, it in enumerate(coll)))
+    return boolean(any(as_bool(_per_item(env, it, i, crit, coll)) for i, it in enumerate(coll)))
 
 
 @_macro({1})
 def f_all(env, coll, crit):
-    return boolean(all(as_bool(_with_this(env, it, i, crit, coll)) is True for i, it in enumerate(coll)))
+    return boolean(all(as_bool(_per_item(env, it, i, crit, coll)) is True for i, it in enumerate(coll)))
 
 
 @_macro({1})
 def f_where(env, coll, crit):
-    return [it for i, it in enumerate(coll) if as_bool(_with_this(env, it, i, crit, coll)) is True]
+    return [it for i, it in enumerate(coll) if as_bool(_per_item(env, it, i, crit, coll)) is True]
 
 
 @_macro({1})
@@ -687,13 +742,15 @@ def f_select(env, coll, expr):
 @_macro({1})
 def f_repeat(env, coll, expr):
     out: list = []
+    in_out: set = set()  # ids of the items in out (kept alive by out): identity, in O(1)
     todo = list(coll)
     seen = 0
     while todo and seen < 10000:
         nxt = []
         for i, it in enumerate(todo):
-            for r in _with_this(env, it, i, expr, todo):
-                if not any(r is o for o in out):
+            for r in _per_item(env, it, i, expr, todo):
+                if id(r) not in in_out:
+                    in_out.add(id(r))
                     out.append(r)
                     nxt.append(r)
         todo = nxt

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import fhirpath
-from . import fp_compiler
+from . import fp_compiler, fp_fast
 from .fp_values import Item
 
 # Checked natively: structure.py (ele-1: empty objects), extensions.py (ext-1),
@@ -34,6 +34,7 @@ class Constraint(NamedTuple):
     source: str
     fn: object  # compiled closure (fp_compiler), or fhirpathpy's callable when ``fallback``
     fallback: bool
+    fast: object = None  # fp_fast's function for simple shapes (compiled expressions only)
 
 
 def _compile(c: dict) -> Constraint | None:
@@ -55,7 +56,8 @@ def _compile(c: dict) -> Constraint | None:
     for ext in c.get("extension", ()):
         if ext.get("url") == BEST_PRACTICE and ext.get("valueBoolean"):
             severity = "warning"
-    return Constraint(key, severity, c.get("human", ""), expr, c.get("source", ""), fn, fallback)
+    return Constraint(key, severity, c.get("human", ""), expr, c.get("source", ""), fn, fallback,
+                      None if fallback else fp_fast.compile_fast(expr))
 
 
 def constraints_of(node) -> tuple[Constraint, ...]:
@@ -78,11 +80,20 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
         return
     done = w.done_constraints
     item = None
-    for c in cons:
+    fast = _fast_results(w, node, data, type_code, ext, cons) if type(data) is dict else None
+    for i, c in enumerate(cons):
         mark = (c.key, c.source, path)
         if mark in done:
             continue
         done.add(mark)
+        if fast is not None:
+            ok = fast[i]
+            if ok is _LIVE:
+                ok = _run_fast(c.fast.fn, data, fast[-1])
+            if ok is not None:
+                if not ok:
+                    _failed(w, c, path)
+                continue
         try:
             if c.fallback:
                 ctx = w.v.fhirpath_context(w)
@@ -99,7 +110,84 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
             w.add("information", "informational", f"Unable to evaluate constraint {c.key}: {exc}"[:300], path)
             continue
         if failed:
-            text = f"Constraint failed: {c.key}: '{c.human}'"
-            if c.source and not c.source.startswith(CORE_PREFIX):
-                text += f" (defined in {c.source})"
-            w.add(c.severity if c.severity in ("error", "warning") else "error", "invariant", text, path)
+            _failed(w, c, path)
+
+
+_LIVE = object()  # a fast result that depends on more than the signature: computed each time
+_CACHE_LIMIT = 512
+
+
+def _fast_plan(node, cons) -> tuple | None:
+    """The children the node's fast invariants read (merged fp_fast uses), or None."""
+    plan = node.extras.get("inv_fast", False)
+    if plan is False:
+        uses: dict = {}
+        for c in cons:
+            for name, kind in (c.fast.uses or ()) if c.fast is not None else ():
+                if uses.get(name) != "value":
+                    uses[name] = kind
+        plan = tuple(sorted(uses.items())) if any(c.fast is not None for c in cons) else None
+        node.extras["inv_fast"] = plan
+    return plan
+
+
+def _fast_results(w, node, data, type_code, ext, cons) -> tuple | None:
+    """Per constraint: True (passes), False (fails), None (general engine) or _LIVE; the last
+    item is the fp map. Results are cached per node by what the expressions read (their
+    signature), so the same shape of element (a Questionnaire item of one type, a
+    Reference) is evaluated once."""
+    plan = _fast_plan(node, cons)
+    if plan is None:
+        return None
+    fp = _fp_map(w, node, data, type_code, ext)
+    if not fp:
+        return None
+    sig = fp_fast.signature(data, fp, plan)
+    if sig is None:
+        return tuple(_LIVE if c.fast is not None else None for c in cons) + (fp,)
+    cache = node.extras.get("inv_cache")
+    if cache is None:
+        cache = node.extras["inv_cache"] = {}
+    key = (type_code, sig)
+    got = cache.get(key)
+    if got is None:
+        got = tuple(None if c.fast is None else _LIVE if c.fast.uses is None else _run_fast(c.fast.fn, data, fp)
+                    for c in cons)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = got
+    return got + (fp,)
+
+
+def _run_fast(fn, data, fp):
+    """True/False, or None when the general engine must decide (fp_fast.Bail)."""
+    try:
+        result = fn(data, fp)
+    except Exception:
+        return None
+    return len(result) == 1 and result[0].v is True
+
+
+def _failed(w, c: Constraint, path: str) -> None:
+    text = f"Constraint failed: {c.key}: '{c.human}'"
+    if c.source and not c.source.startswith(CORE_PREFIX):
+        text += f" (defined in {c.source})"
+    w.add(c.severity if c.severity in ("error", "warning") else "error", "invariant", text, path)
+
+
+class _Lite:
+    """What fp_compiler._fp_map needs of an environment: the validator."""
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+
+def _fp_map(w, node, data, type_code, ext):
+    """FHIRPath child name -> JSON keys of the context object (False when it has none);
+    it depends only on the element and type, so it is kept on the node."""
+    key = ("inv-fp", type_code)
+    fp = node.extras.get(key)
+    if fp is None:
+        fp = node.extras[key] = fp_compiler._fp_map(_Lite(w.v), Item(data, node, type_code, ext)) or False
+    return fp

@@ -41,6 +41,8 @@ def _lid(item: dict):
 
 
 def _ext(item: dict, name: str, prefix: str = EXT) -> list:
+    if not item.get("extension"):
+        return []  # the common case, asked for several extensions per item
     url = prefix + name
     return [e for e in _dicts(item.get("extension")) if e.get("url") == url]
 

@@ -27,7 +27,8 @@ _SCALARS = frozenset({str, bool, int, Decimal, float})
 class Layout:
     """How the children of one (element, type) pair appear in JSON."""
 
-    __slots__ = ("keys", "children", "type_root", "type_model", "fp", "_profile_children", "profile_set")
+    __slots__ = ("keys", "children", "type_root", "type_model", "fp", "_profile_children", "profile_set",
+                 "pos", "required", "profile_required")
 
     def __init__(self, keys, children, type_root, type_model):
         self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
@@ -37,14 +38,20 @@ class Layout:
         self.fp: dict | None = None  # FHIRPath name -> [(json key, child, type)], built on first use
         self._profile_children: list | None = None
         self.profile_set: frozenset = frozenset()
+        # complex() visits the present children and the required absent ones, in this order
+        self.pos = {c: i for i, c in enumerate(children)}
+        self.required = [c for c in children if c.min > 0]
+        self.profile_required: list = []
 
     def profile_children(self, validator) -> list:
         """The children a profile walk visits (see scope.py)."""
         got = self._profile_children
         if got is None:
             from .scope import relevant
-            got = self._profile_children = [c for c in self.children if relevant(validator, c)]
+            got = [c for c in self.children if relevant(validator, c)]
             self.profile_set = frozenset(got)
+            self.profile_required = [c for c in got if c.min > 0]
+            self._profile_children = got
         return got
 
 
@@ -177,10 +184,11 @@ class Walker:
                     groups[child] = [(key, ent[1], ent[2], val)]
                 else:
                     g.append((key, ent[1], ent[2], val))
-            children = layout.children
+            required = layout.required
         else:
             # profile walk: only the elements the profile changes (unknown keys: base walk)
-            children = layout.profile_children(self.v)
+            layout.profile_children(self.v)
+            required = layout.profile_required
             wanted = layout.profile_set
             for key, val in obj.items():
                 ent = keys.get(key)
@@ -190,11 +198,16 @@ class Walker:
                         groups[ent[0]] = [(key, ent[1], ent[2], val)]
                     else:
                         g.append((key, ent[1], ent[2], val))
-        for child in children:
+        # only present children and absent required ones need a visit (in definition order)
+        order = list(groups)
+        absent = [c for c in required if c not in groups]
+        if absent or len(order) > 1:
+            order += absent
+            order.sort(key=layout.pos.__getitem__)
+        for child in order:
             g = groups.get(child)
             if g is None:
-                if child.min > 0:
-                    self._cardinality(child, 0, path)
+                self._cardinality(child, 0, path)
                 continue
             if len(g) == 1 and not child.is_array:
                 key, t, underscore, val = g[0]
