@@ -34,14 +34,20 @@ class Call:
         self.method = request.method
         self.headers = request.headers
         self.body = body
-        self.params = parse_qsl(request.url.query, keep_blank_values=True)
+        scope = request.scope  # read directly: building request.url costs more than the rest of a read
+        query = scope.get("query_string", b"").decode("latin-1")
+        self.params = parse_qsl(query, keep_blank_values=True) if query else []
         settings = request.app.state.settings
         self.settings = settings
         self.service: FHIRService = request.app.state.service
-        self.base_url = settings.base_url.rstrip("/") if settings.base_url else \
-            f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}{settings.base_path}"
-        self.prefer = Prefer.parse(self.headers.get("prefer"))
-        self.pretty = dict(self.params).get("_pretty") == "true"
+        if settings.base_url:
+            self.base_url = settings.base_url.rstrip("/")
+        else:
+            host = self.headers.get("host") or "%s:%s" % tuple(scope.get("server") or ("localhost", 80))
+            self.base_url = f"{scope.get('scheme', 'http')}://{host}{settings.base_path}"
+        prefer = self.headers.get("prefer")
+        self.prefer = Prefer.parse(prefer) if prefer else Prefer()
+        self.pretty = bool(self.params) and dict(self.params).get("_pretty") == "true"
 
     @property
     def query_string(self) -> str:
@@ -246,6 +252,8 @@ def _patch(call: Call, rtype: str, rid: str | None, query: str | None) -> Respon
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
+        return b""  # no body (a GET, a DELETE)
     if declared and declared.isdigit() and int(declared) > limit:
         raise error(413, "too-costly", f"The body is larger than this server's limit of {limit} bytes")
     chunks, size = [], 0

@@ -161,8 +161,7 @@ class FHIRService:
     def read(self, res_type: str, res_id: str) -> Row:
         self.check_type(res_type)
         check_id(res_id)
-        with self.repo.transaction() as s:
-            row = s.current(res_type, res_id)
+        row = self.repo.current(res_type, res_id)
         if row is None:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
         if row.deleted:

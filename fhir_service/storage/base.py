@@ -106,6 +106,11 @@ class Repository(ABC):
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
         """A transaction: committed on normal exit, rolled back on an exception."""
 
+    def current(self, res_type: str, res_id: str) -> Row | None:
+        """The current version of one resource, read on its own (no surrounding transaction needed)."""
+        with self.transaction() as s:
+            return s.current(res_type, res_id)
+
     def query_once(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """One read-only statement, as cheaply as the backend allows (it is atomic on its own)."""
         with self.transaction() as s:

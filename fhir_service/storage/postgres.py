@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .base import Repository, Row, StorageError, WriteConflict
+from .base import IndexRows, Repository, Row, StorageError, WriteConflict
 from .schema import ALL_TABLES, ddl
 from .sql_session import SQLSession
 
@@ -51,23 +51,30 @@ class PostgresSession(SQLSession):
         h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         self.query("SELECT pg_advisory_xact_lock(?)", (h,))
 
-    def _insert_version(self, row: Row) -> int:
-        try:
-            with self.conn.transaction():  # a savepoint, so a conflict leaves the outer transaction usable
-                rows = self.query(
-                    "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                    (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content))
-        except psycopg.errors.UniqueViolation as exc:
-            raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} already exists") from exc
-        return rows[0][0]
+    def write(self, row: Row, index_rows: IndexRows | None) -> Row:
+        """One round trip for the version and the current row, then the index rows pipelined.
 
-    def _insert_current(self, row, deleted, seq):
-        try:
-            with self.conn.transaction():
-                super()._insert_current(row, deleted, seq)
-        except psycopg.errors.UniqueViolation as exc:
-            raise WriteConflict(f"{row.res_type}/{row.res_id} already exists") from exc
+        The version insert and the current-row upsert are one statement; a concurrent writer
+        that got there first makes it return no row (a WriteConflict), never an aborted
+        transaction, so no savepoint is needed.
+        """
+        rows = self.query(
+            "WITH v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq) "
+            "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
+            "SELECT ?, ?, ?, ?, ?, ?, v.seq FROM v "
+            "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
+            "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
+            "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
+            "RETURNING seq",
+            (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content,
+             row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content))
+        if not rows:
+            raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} was written by another transaction")
+        with self.conn.pipeline():
+            self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
+        return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
+                   rows[0][0])
 
 
 class PostgresRepository(Repository):

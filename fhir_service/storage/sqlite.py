@@ -92,6 +92,9 @@ class SQLiteRepository(Repository):
         else:
             conn.execute("COMMIT")
 
+    def current(self, res_type, res_id):
+        return SQLiteSession(self._conn()).current(res_type, res_id)  # one autocommit SELECT
+
     def query_once(self, sql, params=()):
         # The connection is in autocommit mode: a lone SELECT needs no BEGIN/COMMIT round.
         return self._conn().execute(sql, tuple(params)).fetchall()

@@ -136,12 +136,16 @@ def _value_plan(node, type_code: str, base: bool) -> tuple:
     return tuple(plan)
 
 
-def element(w, node, type_code, val, path, base, ext=None) -> None:
+def value_plan(node, type_code: str, base: bool) -> tuple:
     key = ("v", type_code, base)
     plan = node.extras.get(key)
     if plan is None:
         plan = node.extras[key] = _value_plan(node, type_code, base)
-    for fn in plan:
+    return plan
+
+
+def element(w, node, type_code, val, path, base, ext=None) -> None:
+    for fn in value_plan(node, type_code, base):
         fn(w, node, type_code, val, path, ext)
 
 

@@ -17,8 +17,8 @@ from functools import lru_cache
 
 from fhirpathpy.parser import parse
 
-from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean,
-                        item_compare, item_equal, item_equivalent, sys_item)
+from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, FPError, Item, SYSTEM_OF, as_bool, boolean, implication,
+                        item_compare, item_equal, item_equivalent, short_circuit, sys_item)
 from .primitives import PRIMITIVE_TYPES
 
 
@@ -449,21 +449,8 @@ def _c_inequality(node, ch):
 
 
 def _short_circuit(left, right, decisive: bool):
-    """and/or in three-valued logic: ``decisive`` (False for and, True for or) on either side
-    decides; otherwise an unknown side makes the result unknown."""
-    result = TRUE if decisive else FALSE
-    other = FALSE if decisive else TRUE
-
     def logic(env, focus):
-        a = as_bool(left(env, focus))
-        if a is decisive:
-            return result
-        b = as_bool(right(env, focus))
-        if b is decisive:
-            return result
-        if a is None or b is None:
-            return []
-        return other
+        return short_circuit(as_bool(left(env, focus)), lambda: as_bool(right(env, focus)), decisive)
     return logic
 
 
@@ -486,15 +473,7 @@ def _c_implies(node, ch):
     _, left, right = _binary(node, ch)
 
     def implies(env, focus):
-        a = as_bool(left(env, focus))
-        if a is False:
-            return TRUE
-        b = as_bool(right(env, focus))
-        if b is True:
-            return TRUE
-        if a is None:
-            return []
-        return FALSE if b is False else []
+        return implication(as_bool(left(env, focus)), lambda: as_bool(right(env, focus)))
     return implies
 
 

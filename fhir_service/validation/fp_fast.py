@@ -20,7 +20,8 @@ from typing import NamedTuple
 from fhirpathpy.parser import parse
 
 from . import fp_compiler
-from .fp_values import DATE_TYPES, FALSE, TIME_TYPES, TRUE, Item, as_bool, boolean, item_compare, item_equal
+from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, Item, as_bool, boolean, implication, item_compare,
+                        item_equal, short_circuit)
 from .primitives import PRIMITIVE_TYPES
 
 
@@ -28,12 +29,11 @@ class Bail(Exception):
     """The fast path cannot answer exactly; use the general engine."""
 
 
-_BAIL = Bail()
 _TEMPORAL = DATE_TYPES | TIME_TYPES
 
 
 def _bail(d, fp):
-    raise _BAIL
+    raise Bail
 
 
 class Fast(NamedTuple):
@@ -126,14 +126,14 @@ def collect(d: dict, fp: dict, name: str) -> list:
         ents = fp_compiler._present(d, ents)
     for key, child, ct in ents:
         if ct in PRIMITIVE_TYPES and ("_" + key) in d:
-            raise _BAIL  # a primitive with extensions: general engine pairs them
+            raise Bail  # a primitive with extensions: general engine pairs them
         val = d.get(key)
         if val is None:
             continue
         if type(val) is list:
             out.extend(Item(x, child, ct) for x in val if x is not None)
         elif type(val) is dict and "resourceType" in val:
-            raise _BAIL  # a resource: typed by its own resourceType
+            raise Bail  # a resource: typed by its own resourceType
         else:
             out.append(Item(val, child, ct))
     return out
@@ -211,7 +211,7 @@ def _function(inv, left):
             if not c:
                 return FALSE  # as the HL7 engine (see fp_compiler._test_fn)
             if len(c) > 1 or not isinstance(c[0].v, str):
-                raise _BAIL
+                raise Bail
             return boolean(c[0].v.startswith(p))
         return starts_with
     return _bail
@@ -221,7 +221,7 @@ def _bool(coll):
     try:
         return as_bool(coll)
     except Exception:
-        raise _BAIL from None
+        raise Bail from None
 
 
 # -- operators -----------------------------------------------------------------------------------
@@ -237,18 +237,9 @@ def _logic(node, ch):
     if op == "xor":
         return _bail
     decisive = op == "or"
-    result, other = (TRUE, FALSE) if decisive else (FALSE, TRUE)
 
-    def logic(d, fp):  # three-valued and/or, short-circuit as fp_compiler._short_circuit
-        a = _bool(left(d, fp))
-        if a is decisive:
-            return result
-        b = _bool(right(d, fp))
-        if b is decisive:
-            return result
-        if a is None or b is None:
-            return []
-        return other
+    def logic(d, fp):
+        return short_circuit(_bool(left(d, fp)), lambda: _bool(right(d, fp)), decisive)
     return logic
 
 
@@ -258,15 +249,7 @@ def _implies(node, ch):
         return _bail
 
     def implies(d, fp):
-        a = _bool(left(d, fp))
-        if a is False:
-            return TRUE
-        b = _bool(right(d, fp))
-        if b is True:
-            return TRUE
-        if a is None:
-            return []
-        return FALSE if b is False else []
+        return implication(_bool(left(d, fp)), lambda: _bool(right(d, fp)))
     return implies
 
 
@@ -309,7 +292,7 @@ def _inequality(node, ch):
         if not a:
             return []
         if len(a) > 1:
-            raise _BAIL
+            raise Bail
         c = item_compare(a[0], y)
         if c is None:
             return []
@@ -329,7 +312,7 @@ def _membership(node, ch):
         if not a:
             return []
         if len(a) > 1:
-            raise _BAIL
+            raise Bail
         return boolean(any(item_equal(a[0], y) for y in options))
     return member
 
@@ -345,7 +328,7 @@ _BUILDERS = {
 def _nhs_modulus11(d, fp):
     """imp2art-nhs-1 (the NHS number's Modulus 11 check digit), as its FHIRPath computes it."""
     if fp.get("identifier") is None or len(fp["identifier"]) != 1 or fp["identifier"][0][0] != "identifier":
-        raise _BAIL
+        raise Bail
     ids = d.get("identifier")
     if ids is None:
         return TRUE  # all() of nothing
@@ -353,17 +336,17 @@ def _nhs_modulus11(d, fp):
         if ident is None:
             continue
         if type(ident) is not dict or "_system" in ident or "_value" in ident:
-            raise _BAIL
+            raise Bail
         system, value = ident.get("system"), ident.get("value")
         if system is None or value is None:
             continue  # not selected by where(), or no value to test
         if type(system) is not str or type(value) is not str:
-            raise _BAIL
+            raise Bail
         if system != "https://fhir.nhs.uk/Id/nhs-number":
             continue
         if not (len(value) == 10 and value.isascii() and value.isdigit()):
             if "\n" in value or "\r" in value:
-                raise _BAIL  # regex corner cases: general engine
+                raise Bail  # regex corner cases: general engine
             return FALSE
         digits = [ord(c) - 48 for c in value]
         total = sum(digits[i] * (10 - i) for i in range(9))
@@ -376,15 +359,15 @@ def _has_narrative_div(d, fp):
     """dom-6 (text.`div`.exists()): on every resource, so worth a native form."""
     ents = fp.get("text")
     if ents is None or len(ents) != 1 or ents[0][0] != "text" or ents[0][2] != "Narrative":
-        raise _BAIL
+        raise Bail
     text = d.get("text")
     if text is None:
         return FALSE
     if type(text) is not dict or "resourceType" in text or "_div" in text:
-        raise _BAIL
+        raise Bail
     div = text.get("div")
     if type(div) is list:
-        raise _BAIL
+        raise Bail
     return TRUE if div is not None else FALSE
 
 

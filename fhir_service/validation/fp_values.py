@@ -65,6 +65,31 @@ def as_bool(coll: list) -> bool | None:
     raise FPError("a collection of several items cannot be used as a boolean")
 
 
+def short_circuit(a: bool | None, right_bool, decisive: bool) -> list:
+    """and/or in three-valued logic: ``decisive`` (False for and, True for or) on either side
+    decides; otherwise an unknown side makes the result unknown. ``right_bool()`` is only
+    evaluated when ``a`` does not decide."""
+    if a is not decisive:
+        b = right_bool()
+        if b is not decisive:
+            if a is None or b is None:
+                return []
+            return FALSE if decisive else TRUE
+    return TRUE if decisive else FALSE
+
+
+def implication(a: bool | None, right_bool) -> list:
+    """``implies`` in three-valued logic (``right_bool()`` only evaluated when needed)."""
+    if a is False:
+        return TRUE
+    b = right_bool()
+    if b is True:
+        return TRUE
+    if a is None:
+        return []
+    return FALSE if b is False else []
+
+
 class FPError(Exception):
     pass
 

@@ -213,13 +213,14 @@ class Walker:
                 key, t, underscore, val = g[0]
                 if not underscore and t in PRIMITIVE_TYPES and val is not None and type(val) in _SCALARS:
                     # fast path for the most common case: one primitive value, no "_x" sibling
-                    cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
                     probs = check_primitive(t, val) if base else None
-                    if probs:
-                        for sev, code, text in probs:
+                    plan = None if probs else checks.value_plan(child, t, base)
+                    if probs or plan:  # the path is only built when something may report
+                        cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
+                        for sev, code, text in probs or ():
                             self.add(sev, code, text, cpath)
-                    else:
-                        checks.element(self, child, t, val, cpath, base)
+                        for fn in plan or ():
+                            fn(self, child, t, val, cpath, None)
                     if child.max < 1 or child.min > 1:
                         self._cardinality(child, 1, path)
                     continue
