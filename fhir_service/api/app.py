@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, service=None) -> FastAPI:
     app = FastAPI(title="IMP²ART FHIR service", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.service = service or build_service(settings)
+    app.state.service.repo.start_background_work()
 
     from . import routes
     from ..core import ops  # noqa: F401  (registers the core operations)

@@ -116,6 +116,9 @@ class Repository(ABC):
         with self.transaction() as s:
             return s.query(sql, params)
 
+    def start_background_work(self) -> None:
+        """Start any background maintenance the backend wants while serving (default: none)."""
+
     @abstractmethod
     def create_schema(self) -> None: ...
 

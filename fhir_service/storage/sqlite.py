@@ -51,6 +51,33 @@ class SQLiteSession(SQLSession):
             raise WriteConflict(f"{row.res_type}/{row.res_id} already exists") from exc
 
 
+_BACKSTOP_PAGES = 10000  # ~40 MB of WAL
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database every half second (PASSIVE: never blocks anyone)."""
+
+    def __init__(self, path: str, interval: float = 0.5):
+        super().__init__(name="sqlite-checkpointer", daemon=True)
+        self.path, self.interval = path, interval
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stopping.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy or closing: the next round, or the backstop, catches up
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
+
+
 class SQLiteRepository(Repository):
     dialect = "sqlite"
 
@@ -62,6 +89,7 @@ class SQLiteRepository(Repository):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -72,6 +100,10 @@ class SQLiteRepository(Repository):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA cache_size=-65536")
+            # Checkpoints (which fsync) run in a background thread, not inside a client's commit;
+            # the large automatic limit is only a backstop should that thread fall behind.
+            conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
+            conn.execute("PRAGMA journal_size_limit=67108864")  # shrink the WAL file back after a busy spell
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -109,7 +141,16 @@ class SQLiteRepository(Repository):
         for table in ALL_TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
+    def start_background_work(self) -> None:
+        """Checkpoint the WAL in the background (call once per server process)."""
+        if self._checkpointer is None and self.path != ":memory:":
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._all_lock:
             for conn in self._all:
                 try:
