@@ -103,3 +103,19 @@ def test_fhirpath_patch(fhir, uid):
     assert r.status_code == 200, r.text
     assert r.json()["birthDate"] == "1990-05-06"
     assert fhir.patch(f"Patient/{pid}", json=params, headers={"If-Match": 'W/"1"'}).status_code == 412
+
+
+def test_patch_of_a_questionnaire_response_is_validated_against_its_questionnaire(fhir, uid):
+    q = {"resourceType": "Questionnaire", "url": f"http://example.org/Questionnaire/q-{uid}", "status": "active",
+         "item": [{"linkId": "a", "type": "integer", "text": "How many?"}]}
+    assert fhir.post("Questionnaire", json=q).status_code == 201
+    qr = {"resourceType": "QuestionnaireResponse", "questionnaire": q["url"], "status": "completed",
+          "item": [{"linkId": "a", "answer": [{"valueInteger": 2}]}]}
+    rid = fhir.post("QuestionnaireResponse", json=qr).json()["id"]
+    bad = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"},
+        {"name": "path", "valueString": "QuestionnaireResponse.item[0].linkId"},
+        {"name": "value", "valueString": "not-in-the-questionnaire"}]}]}
+    r = fhir.patch(f"QuestionnaireResponse/{rid}", json=bad)
+    assert r.status_code == 422, r.text  # looked up the Questionnaire inside the write transaction
+    assert fhir.get(f"QuestionnaireResponse/{rid}").json()["item"][0]["linkId"] == "a"

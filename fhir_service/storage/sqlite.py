@@ -90,6 +90,10 @@ class SQLiteRepository(Repository):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._checkpointer: _Checkpointer | None = None
+        # Writers in this process queue on a Python lock: SQLite's own busy handler waits by
+        # sleeping (up to 100 ms at a time), which wrecks throughput under contention.
+        # Writers in other processes still meet at SQLite's lock (busy_timeout).
+        self._write_lock = threading.RLock()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -111,7 +115,18 @@ class SQLiteRepository(Repository):
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[SQLiteSession]:
+        if not write:
+            yield from self._transaction(False)
+            return
+        with self._write_lock:
+            yield from self._transaction(True)
+
+    def _transaction(self, write: bool) -> Iterator[SQLiteSession]:
         conn = self._conn()
+        if conn.in_transaction:
+            # Nested (e.g. a lookup made while validating inside a write): part of the outer one.
+            yield SQLiteSession(conn)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.OperationalError as exc:
