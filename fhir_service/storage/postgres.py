@@ -87,7 +87,8 @@ class PostgresRepository(Repository):
         if self.schema and not _SCHEMA_NAME.match(self.schema):
             raise ValueError(f"invalid schema name {self.schema!r}")
         conninfo = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        kwargs = {"autocommit": False}
+        # Autocommit connections: a lone read is one round trip; transactions say BEGIN themselves.
+        kwargs = {"autocommit": True}
         if self.schema:
             kwargs["options"] = f"-c search_path={self.schema}"
             with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -110,8 +111,16 @@ class PostgresRepository(Repository):
         else:
             cm.__exit__(None, None, None)
 
-    def create_schema(self) -> None:
+    def query_once(self, sql, params=()):
         with self.pool.connection() as conn:
+            return PostgresSession(conn).query(sql, params)
+
+    def current(self, res_type, res_id):
+        with self.pool.connection() as conn:
+            return PostgresSession(conn).current(res_type, res_id)
+
+    def create_schema(self) -> None:
+        with self.pool.connection() as conn, conn.transaction():
             # Serialise concurrent start-ups of several server processes.
             conn.execute("SELECT pg_advisory_xact_lock(7345201)")
             if self.schema:
