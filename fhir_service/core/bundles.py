@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import jsonutil, search
-from ..outcome import FHIRError, Issue, error, operation_outcome
+from ..outcome import FHIRError, error, operation_outcome
 from ..storage import Session
 from .resource_utils import check_id, etag, new_id, parse_etag
 
@@ -314,5 +314,3 @@ def _batch(service: "FHIRService", raw_entries: list, base_url: str) -> dict:
             out.append({"response": {"status": str(exc.status), "outcome": exc.outcome}})
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
-
-__all__ = ["process", "Issue"]

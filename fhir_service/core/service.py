@@ -30,11 +30,6 @@ class Result:
     status: int
     row: Row | None = None
     issues: list[Issue] = field(default_factory=list)  # warnings/information to report
-    body: Any = None  # a response body other than the resource (e.g. an OperationOutcome or Bundle)
-
-    @property
-    def resource(self) -> dict | None:
-        return jsonutil.loads(self.row.content) if self.row is not None and self.row.content else None
 
 
 class FHIRService:
@@ -107,21 +102,13 @@ class FHIRService:
         return [i for i in issues if i.severity == "warning"]
 
     def resolve_canonical(self, canonical: str) -> dict | None:
-        """A conformance resource by canonical URL: the server's own, then the definitions."""
-        url, _, version = canonical.partition("|")
-        found = None
-        try:
-            query = "url=" + url.replace(",", "\\,") + ("&version=" + version if version else "")
-            with self.repo.transaction() as s:
-                for res_type in ("Questionnaire", "StructureDefinition", "ValueSet", "CodeSystem", "PlanDefinition"):
-                    hits = search.match(s, self.definitions, res_type, query)
-                    if hits:
-                        row = s.current(*hits[0])
-                        found = jsonutil.loads(row.content) if row and row.content else None
-                        break
-        except FHIRError:
-            found = None
-        return found or self.definitions.get(canonical)
+        """A conformance resource by canonical URL (``url`` or ``url|version``).
+
+        Conformance resources stored on the server reach the definitions through
+        sync_conformance, so one lookup covers the server's own, profiles/ and core.
+        """
+        self.sync_conformance()
+        return self.definitions.get(canonical)
 
     def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str) -> Row:
         last_updated = now_instant()
