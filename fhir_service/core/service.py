@@ -46,8 +46,7 @@ class FHIRService:
             return work(session)
         for attempt in range(MAX_WRITE_ATTEMPTS):
             try:
-                with self.repo.transaction(write=True) as s:
-                    return work(s)
+                return self.repo.run_write(work)
             except WriteConflict:
                 if attempt == MAX_WRITE_ATTEMPTS - 1:
                     raise error(409, "conflict", "The resource was changed by another request at the same time; retry")

@@ -15,7 +15,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
 
 # table name -> rows (tuples, without the leading res_type/res_id columns)
 IndexRows = dict[str, list[tuple]]
@@ -105,6 +107,15 @@ class Repository(ABC):
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
         """A transaction: committed on normal exit, rolled back on an exception."""
+
+    def run_write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a write transaction and return its result once committed.
+
+        If ``work`` raises, none of its writes are kept and the exception propagates. Backends
+        may commit several concurrent calls together (see SQLiteRepository).
+        """
+        with self.transaction(write=True) as s:
+            return work(s)
 
     def current(self, res_type: str, res_id: str) -> Row | None:
         """The current version of one resource, read on its own (no surrounding transaction needed)."""

@@ -5,9 +5,10 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from .base import Repository, Row, StorageError, WriteConflict
+from .base import Repository, Row, Session, StorageError, WriteConflict
+from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
 from .sql_session import SQLSession
 
@@ -94,6 +95,7 @@ class SQLiteRepository(Repository):
         # sleeping (up to 100 ms at a time), which wrecks throughput under contention.
         # Writers in other processes still meet at SQLite's lock (busy_timeout).
         self._write_lock = threading.RLock()
+        self._committer: GroupCommitter | None = None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -136,8 +138,27 @@ class SQLiteRepository(Repository):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        else:
+        try:
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:  # never leave a half-finished transaction for the next user
+                conn.execute("ROLLBACK")
+            raise StorageError(f"could not commit: {exc}") from exc
+
+    def run_write(self, work: Callable[[Session], Any]) -> Any:
+        conn = self._conn()
+        if conn.in_transaction or self.path == ":memory:":
+            # Called from inside a transaction (e.g. by work already running): join it.
+            with self.transaction(write=True) as s:
+                return work(s)
+        return self._group_committer().run(work)
+
+    def _group_committer(self) -> GroupCommitter:
+        if self._committer is None:
+            with self._all_lock:
+                if self._committer is None:
+                    self._committer = GroupCommitter(lambda: self.transaction(write=True), name="sqlite-writer")
+        return self._committer
 
     def current(self, res_type, res_id):
         return SQLiteSession(self._conn()).current(res_type, res_id)  # one autocommit SELECT
@@ -163,6 +184,9 @@ class SQLiteRepository(Repository):
             self._checkpointer.start()
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
+            self._committer = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

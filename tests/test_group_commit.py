@@ -1,0 +1,117 @@
+"""Group commit on SQLite: concurrent writes share a commit, yet each succeeds or fails alone.
+
+Exercised through the storage API (Repository.run_write) with real threads and a real file.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from fhir_service.storage import Row, open_repository
+from fhir_service.storage.base import StorageError
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    r = open_repository(f"sqlite:///{tmp_path}/group.db")
+    r.create_schema()
+    yield r
+    r.close()
+
+
+def _row(i: int) -> Row:
+    return Row("Basic", f"b{i}", 1, "2026-01-01T00:00:00.000Z", False, '{"resourceType":"Basic"}', "POST")
+
+
+class Refused(Exception):
+    pass
+
+
+def _run_concurrently(repo, n: int, fail_every: int):
+    """n threads write one row each; every fail_every-th writes and then raises."""
+    start = threading.Barrier(n)
+    outcome: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        def work(s):
+            s.write(_row(i), None)
+            if i % fail_every == 0:
+                raise Refused(i)
+            return i
+        start.wait()
+        try:
+            outcome[i] = repo.run_write(work)
+        except Refused as exc:
+            outcome[i] = exc
+
+    # A slow first write keeps the writer busy while the others queue up behind it, so they
+    # are committed together: successes and failures mixed in one batch.
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: time.sleep(0.3),))
+    blocker.start()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads + [blocker]:
+        t.join()
+    return outcome
+
+
+def test_each_write_succeeds_or_fails_alone(repo):
+    outcome = _run_concurrently(repo, 48, fail_every=5)
+    for i, result in outcome.items():
+        stored = repo.current("Basic", f"b{i}")
+        if i % 5 == 0:
+            assert isinstance(result, Refused)
+            assert stored is None, f"b{i} failed, yet its write was kept"
+        else:
+            assert result == i
+            assert stored is not None and stored.version == 1
+
+
+def test_later_writes_see_earlier_ones_in_the_same_commit(repo):
+    # Two writers race to create the same id: exactly one wins, the other sees a conflict.
+    start = threading.Barrier(8)
+    results = []
+
+    def client() -> None:
+        def work(s):
+            if s.current("Basic", "shared") is None:
+                s.write(replace(_row(0), res_id="shared"), None)
+                return "created"
+            return "exists"
+        start.wait()
+        results.append(repo.run_write(work))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["created"] + ["exists"] * 7
+
+
+def test_work_inside_a_transaction_joins_it(repo):
+    with repo.transaction(write=True) as outer:
+        outer.write(_row(1), None)
+        # Nested run_write on the same thread runs inline instead of waiting for the writer.
+        repo.run_write(lambda s: s.write(_row(2), None))
+    assert repo.current("Basic", "b1") and repo.current("Basic", "b2")
+
+
+def test_a_failed_commit_is_reported_to_every_writer(repo, tmp_path):
+    # A write that breaks the transaction itself (not just its own statement) must not let the
+    # others in its batch believe they were stored.
+    def breaks_transaction(s):
+        s.write(_row(7), None)
+        s.execute("ROLLBACK")  # the whole transaction is gone, savepoints included
+        return "looked fine"
+
+    with pytest.raises(StorageError):
+        repo.run_write(breaks_transaction)
+    assert repo.current("Basic", "b7") is None
+    # And the writer keeps serving afterwards.
+    repo.run_write(lambda s: s.write(_row(8), None))
+    assert repo.current("Basic", "b8") is not None
