@@ -55,6 +55,16 @@ def test_json_nested_too_deep(fhir):
     assert_outcome(fhir.request("POST", "Patient", data=deep.encode(), headers={"Content-Type": "application/fhir+json"}), 400)
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting(fhir):
+    # Hundreds of brackets, all inside strings (one with an escaped quote): the body is shallow.
+    noisy = '{[' * 300 + '\\" {{ [['
+    body = '{"resourceType":"Basic","code":{"text":"' + noisy + '"},' \
+           '"extension":[{"url":"http://example.org/x","valueString":"]]}}' + '[' * 100 + '"}]}'
+    r = fhir.request("POST", "Basic", data=body.encode(), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    assert fhir.get(f"Basic/{r.json()['id']}").json()["code"]["text"] == '{[' * 300 + '" {{ [['
+
+
 def test_invalid_resource_is_rejected_with_location(fhir):
     r = fhir.post("Patient", json={"resourceType": "Patient", "active": "true"})
     body = assert_outcome(r, 422)
