@@ -14,7 +14,7 @@ from .. import jsonutil, search
 from ..config import Settings
 from ..definitions import Definitions
 from ..outcome import FHIRError, Issue, error
-from ..storage import Repository, Row, Session, WriteConflict
+from ..storage import IndexRows, Repository, Row, Session, WriteConflict
 from .resource_utils import check_id, new_id, now_instant, parse_etag, with_meta, without_server_meta
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,18 @@ class FHIRService:
         self.sync_conformance()
         return self.definitions.get(canonical)
 
-    def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str) -> Row:
+    def index_rows(self, resource: dict) -> IndexRows:
+        """The search-index rows of a resource. They depend only on what the client sent (not on
+        the server's id or meta), so writes compute them before entering the write transaction,
+        where only one writer at a time may work."""
+        return search.index_resource(self.definitions, resource)
+
+    def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str,
+               index_rows: IndexRows | None = None) -> Row:
         last_updated = now_instant()
         content = with_meta(resource, res_id, version, last_updated)
-        index_rows = search.index_resource(self.definitions, content)
+        if index_rows is None:
+            index_rows = self.index_rows(content)
         row = session.write(Row(res_type, res_id, version, last_updated, False, jsonutil.dumps(content), method), index_rows)
         if res_type in CONFORMANCE_TYPES:
             self.definitions.add(content)
@@ -133,13 +141,14 @@ class FHIRService:
         resource = dict(self.check_body(res_type, body))
         resource.pop("id", None)  # the server assigns the id
         warnings = [] if prevalidated else self.validate(resource)
+        index_rows = self.index_rows(resource)
 
         def work(s: Session) -> Result:
             if if_none_exist:
                 hit = self._match_one_or_none(s, res_type, if_none_exist, "Conditional create")
                 if hit:
                     return Result(200, s.current(*hit))
-            row = self._store(s, res_type, res_id or new_id(), resource, 1, "POST")
+            row = self._store(s, res_type, res_id or new_id(), resource, 1, "POST", index_rows)
             return Result(201, row, warnings)
         return self.in_write_transaction(work, session)
 
@@ -180,13 +189,14 @@ class FHIRService:
             raise error(400, "invalid", f"The resource id {resource['id']!r} does not match the URL's id {res_id!r}", f"{res_type}.id")
         expected = parse_etag(if_match, "If-Match") if if_match else None
         warnings = [] if prevalidated else self.validate(resource)
+        index_rows = self.index_rows(resource)
 
         def work(s: Session) -> Result:
-            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT")
+            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows)
         return self.in_write_transaction(work, session)
 
     def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,
-                       warnings: list[Issue], method: str) -> Result:
+                       warnings: list[Issue], method: str, index_rows: IndexRows | None = None) -> Result:
         current = s.current(res_type, res_id, for_update=True)
         if expected is not None and (current is None or current.deleted or current.version != expected):
             have = "does not exist" if current is None or current.deleted else f"is at version {current.version}"
@@ -195,7 +205,7 @@ class FHIRService:
             if without_server_meta(jsonutil.loads(current.content)) == without_server_meta(resource):
                 return Result(200, current, warnings)  # nothing changed: no new version
         version = current.version + 1 if current else 1
-        row = self._store(s, res_type, res_id, resource, version, method)
+        row = self._store(s, res_type, res_id, resource, version, method, index_rows)
         created = current is None or current.deleted
         return Result(201 if created else 200, row, warnings)
 
@@ -205,19 +215,22 @@ class FHIRService:
         resource = self.check_body(res_type, body)
         expected = parse_etag(if_match, "If-Match") if if_match else None
         warnings = self.validate(resource)
+        index_rows = self.index_rows(resource)
 
         def work(s: Session) -> Result:
             hit = self._match_one_or_none(s, res_type, query, "Conditional update")
             if hit is None:
                 if "id" in resource:
                     check_id(resource["id"], f"{res_type}.id")
-                    return self._update_locked(s, res_type, resource["id"], resource, expected, warnings, "PUT")
-                row = self._store(s, res_type, new_id(), resource, 1, "POST")
+                    return self._update_locked(s, res_type, resource["id"], resource, expected, warnings, "PUT",
+                                               index_rows)
+                row = self._store(s, res_type, new_id(), resource, 1, "POST", index_rows)
                 return Result(201, row, warnings)
             if "id" in resource and resource["id"] != hit[1]:
                 raise error(400, "invalid", f"The resource id {resource['id']!r} does not match the resource "
                             f"found by the search ({hit[1]})", f"{res_type}.id")
-            return self._update_locked(s, res_type, hit[1], dict(resource, id=hit[1]), expected, warnings, "PUT")
+            return self._update_locked(s, res_type, hit[1], dict(resource, id=hit[1]), expected, warnings, "PUT",
+                                       index_rows)
         return self.in_write_transaction(work, session)
 
     # -- patch -------------------------------------------------------------------------------
