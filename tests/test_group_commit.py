@@ -101,17 +101,36 @@ def test_work_inside_a_transaction_joins_it(repo):
     assert repo.current("Basic", "b1") and repo.current("Basic", "b2")
 
 
-def test_a_failed_commit_is_reported_to_every_writer(repo, tmp_path):
-    # A write that breaks the transaction itself (not just its own statement) must not let the
-    # others in its batch believe they were stored.
-    def breaks_transaction(s):
-        s.write(_row(7), None)
-        s.execute("ROLLBACK")  # the whole transaction is gone, savepoints included
-        return "looked fine"
+def test_a_write_that_breaks_the_shared_transaction_harms_only_itself(repo):
+    # One write ends the transaction it shares with others (as a deadlock abort would): its
+    # neighbours in the batch must still be stored, and it alone must fail.
+    start = threading.Barrier(9)
+    outcome: dict[int, object] = {}
 
-    with pytest.raises(StorageError):
-        repo.run_write(breaks_transaction)
-    assert repo.current("Basic", "b7") is None
+    def client(i: int) -> None:
+        def work(s):
+            s.write(_row(i), None)
+            if i == 4:
+                s.execute("ROLLBACK")  # the whole transaction is gone, savepoints included
+            return i
+        start.wait()
+        try:
+            outcome[i] = repo.run_write(work)
+        except Exception as exc:
+            outcome[i] = exc
+
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: start.wait() or time.sleep(0.3),))
+    blocker.start()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads + [blocker]:
+        t.join()
+    assert isinstance(outcome[4], StorageError), outcome[4]
+    assert repo.current("Basic", "b4") is None
+    for i in (0, 1, 2, 3, 5, 6, 7):
+        assert outcome[i] == i
+        assert repo.current("Basic", f"b{i}") is not None
     # And the writer keeps serving afterwards.
     repo.run_write(lambda s: s.write(_row(8), None))
     assert repo.current("Basic", "b8") is not None

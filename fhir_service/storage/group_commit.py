@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Any, Callable, ContextManager
 
-from .base import Session, StorageError
+from .base import Session
 
 MAX_BATCH = 64  # bounds how long the first request of a batch waits for the others
 
@@ -32,14 +32,15 @@ class _Job:
 
 
 class GroupCommitter:
-    def __init__(self, begin: Callable[[], ContextManager[Session]], name: str = "group-commit"):
+    def __init__(self, begin: Callable[[], ContextManager[Session]], name: str = "group-commit", writers: int = 1):
         self._begin = begin  # opens a write transaction on the calling thread's connection
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(writers)]
+        for t in self._threads:
+            t.start()
 
     def on_writer_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        return threading.current_thread() in self._threads
 
     def run(self, work: Callable[[Session], Any]) -> Any:
         job = _Job(work)
@@ -50,8 +51,10 @@ class GroupCommitter:
         return job.result
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
 
     # -- the writer thread ------------------------------------------------------------------
     def _serve(self) -> None:
@@ -66,7 +69,7 @@ class GroupCommitter:
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._queue.put(None)  # stop after this batch
+                    self._queue.put(None)  # stop after this batch (left for this or another writer)
                     break
                 batch.append(nxt)
             self._commit(batch)
@@ -76,14 +79,26 @@ class GroupCommitter:
             with self._begin() as session:
                 for job in batch:
                     self._run_one(session, job)
-        except BaseException as exc:  # BEGIN or COMMIT failed, or the transaction was lost
-            failure = exc if isinstance(exc, StorageError) else StorageError(f"the write was not committed: {exc}")
-            for job in batch:
-                if job.error is None:
-                    job.result, job.error = None, failure
+        except BaseException as exc:
+            # BEGIN or COMMIT failed, or one job broke the shared transaction (e.g. a deadlock
+            # with another process): nothing of the batch was kept. Run each job in a
+            # transaction of its own, so that each gets its own true outcome.
+            if len(batch) == 1:
+                batch[0].result, batch[0].error = None, exc
+            else:
+                for job in batch:
+                    self._commit_alone(job)
         finally:
             for job in batch:
                 job.done.set()
+
+    def _commit_alone(self, job: _Job) -> None:
+        job.result, job.error = None, None
+        try:
+            with self._begin() as session:
+                job.result = job.work(session)
+        except BaseException as exc:
+            job.result, job.error = None, exc
 
     @staticmethod
     def _run_one(session: Session, job: _Job) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import re
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .base import IndexRows, Repository, Row, StorageError, WriteConflict
+from .base import IndexRows, Repository, Row, Session, StorageError, WriteConflict
+from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
 from .sql_session import SQLSession
 
@@ -52,27 +53,29 @@ class PostgresSession(SQLSession):
         self.query("SELECT pg_advisory_xact_lock(?)", (h,))
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
-        """One round trip for the version and the current row, then the index rows pipelined.
+        """The version, the current row and the index rows in one round trip (pipelined).
 
         The version insert and the current-row upsert are one statement; a concurrent writer
-        that got there first makes it return no row (a WriteConflict), never an aborted
-        transaction, so no savepoint is needed.
+        that got there first makes it return no row, never an aborted transaction. The index
+        rows are sent optimistically in the same pipeline: on a conflict WriteConflict is
+        raised, and the caller's transaction (or savepoint) takes them back.
         """
-        rows = self.query(
-            "WITH v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq) "
-            "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
-            "SELECT ?, ?, ?, ?, ?, ?, v.seq FROM v "
-            "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
-            "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
-            "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
-            "RETURNING seq",
-            (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content,
-             row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content))
+        with self.conn.pipeline(), self.conn.cursor() as cur:
+            cur.execute(_pg(
+                "WITH v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq) "
+                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
+                "SELECT ?, ?, ?, ?, ?, ?, v.seq FROM v "
+                "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
+                "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
+                "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
+                "RETURNING seq"),
+                (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content,
+                 row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content))
+            self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
+            rows = cur.fetchall()  # the pipeline's one synchronisation
         if not rows:
             raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} was written by another transaction")
-        with self.conn.pipeline():
-            self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
         return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
                    rows[0][0])
 
@@ -94,6 +97,9 @@ class PostgresRepository(Repository):
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
+        import os
+        n = int(os.environ.get("PGW", "1"))
+        self._committer = GroupCommitter(lambda: self.transaction(write=True), name="pg-writer", writers=n) if n else None
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[PostgresSession]:
@@ -110,6 +116,12 @@ class PostgresRepository(Repository):
             raise
         else:
             cm.__exit__(None, None, None)
+
+    def run_write(self, work: Callable[[Session], Any]) -> Any:
+        if self._committer is None or self._committer.on_writer_thread():
+            with self.transaction(write=True) as s:
+                return work(s)
+        return self._committer.run(work)
 
     def query_once(self, sql, params=()):
         with self.pool.connection() as conn:
@@ -137,4 +149,6 @@ class PostgresRepository(Repository):
                     conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
         self.pool.close()
