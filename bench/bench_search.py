@@ -12,6 +12,7 @@ fhir_service.search.search() directly (no HTTP), so the figures are the search l
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import random
 import statistics
 import sys
@@ -26,12 +27,10 @@ from tqdm import tqdm  # noqa: E402
 
 from fhir_service import jsonutil  # noqa: E402
 from fhir_service.definitions.registry import get_definitions  # noqa: E402
-from fhir_service.search import compiler as C  # noqa: E402
 from fhir_service.search import index_resource, search  # noqa: E402
-from fhir_service.search.plan import make_plan  # noqa: E402
 from fhir_service.storage import open_repository  # noqa: E402
-from fhir_service.storage.schema import INDEX_TABLES  # noqa: E402
-from generate_population import NHS, patient_bundle, population  # noqa: E402
+from fhir_service.storage.schema import INDEX_TABLES, index_ddl, index_names  # noqa: E402
+from generate_population import NHS, patient_bundle, practices  # noqa: E402
 
 STAMP = "2025-06-01T00:00:00.000Z"
 
@@ -43,13 +42,42 @@ def _copy(conn, table: str, cols: tuple[str, ...], rows: list[tuple]) -> None:
                 cp.write_row(r)
 
 
-def _flush(repo, batch: list[dict], defs) -> None:
+# -- loading: worker processes generate and index (the real indexer), the parent writes ------------
+
+_DEFS = None
+
+
+def _init_worker() -> None:
+    global _DEFS
+    _DEFS = get_definitions()
+
+
+def _extract(task: tuple[int, int, int, bool]) -> tuple[list[tuple], dict[str, list[tuple]]]:
+    """Resources of patients [lo, hi) (and the shared practices if asked), as version rows and
+    index rows (res_type, res_id, n, ...), exactly as Session.replace_index would write them."""
+    lo, hi, seed, with_practices = task
+    resources = list(practices(patients_total)) if with_practices else []
+    for i in range(lo, hi):
+        resources.extend(patient_bundle(i, seed))
     versions, index = [], {t.name: [] for t in INDEX_TABLES}
-    for res in batch:
+    for res in resources:
         res["meta"] = {"versionId": "1", "lastUpdated": STAMP}
         versions.append((res["resourceType"], res["id"], 1, STAMP, "PUT", False, jsonutil.dumps(res)))
-        for table, rows in index_resource(defs, res).items():
-            index[table].extend((res["resourceType"], res["id"], *r) for r in rows)
+        for table, rows in index_resource(_DEFS, res).items():
+            index[table].extend((res["resourceType"], res["id"], n, *r) for n, r in enumerate(rows))
+    return versions, index
+
+
+patients_total = 0
+
+
+def _set_total(n: int) -> None:
+    global patients_total
+    patients_total = n
+    _init_worker()
+
+
+def _write(repo, versions: list[tuple], index: dict[str, list[tuple]]) -> None:
     with repo.transaction(write=True) as s:
         start = s.query("SELECT COALESCE(MAX(seq), 0) FROM resource_version")[0][0]
         vcols = ("res_type", "res_id", "version", "last_updated", "method", "deleted", "content")
@@ -65,42 +93,65 @@ def _flush(repo, batch: list[dict], defs) -> None:
             rows = index[t.name]
             if not rows:
                 continue
-            cols = ("res_type", "res_id") + t.columns
+            cols = ("res_type", "res_id", "n") + t.columns
             if s.dialect == "postgresql":
                 _copy(s.conn, t.name, cols, rows)
             else:
+                rows.sort(key=lambda r: (r[0], r[1], r[3], r[2]))  # clustered key order: fewer page splits
                 s.executemany(f"INSERT INTO {t.name} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
                               rows)
 
 
 def load(args) -> None:
-    defs = get_definitions()
     repo = open_repository(args.database)
     repo.drop_schema()
     repo.create_schema()
+    # Bulk load: secondary indexes are built once at the end (then ANALYZE), not row by row.
+    with repo.transaction(write=True) as s:
+        for t in INDEX_TABLES:
+            for name in index_names(s.dialect, t):
+                s.execute(f"DROP INDEX IF EXISTS {name}")
+    if repo.dialect == "sqlite":
+        conn = repo._conn()
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-1000000")
     expected = args.patients * 21 + 2 * (args.patients // 5000 + 1)
-    batch, n, t0 = [], 0, time.perf_counter()
-    with tqdm(total=expected, unit="res", desc="loading", smoothing=0.05) as bar:
-        for res in population(args.patients, args.seed):
-            batch.append(res)
-            if len(batch) >= args.batch:
-                _flush(repo, batch, defs)
-                n += len(batch)
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            _flush(repo, batch, defs)
-            n += len(batch)
-            bar.update(len(batch))
-    took = time.perf_counter() - t0
+    step = max(1, args.batch // 21)
+    tasks = [(lo, min(lo + step, args.patients), args.seed, lo == 0) for lo in range(0, args.patients, step)]
+    n, t0 = 0, time.perf_counter()
+    with mp.get_context("fork").Pool(args.workers, initializer=_set_total, initargs=(args.patients,)) as pool, \
+            tqdm(total=expected, unit="res", desc="loading", smoothing=0.05) as bar:
+        for versions, index in pool.imap(_extract, tasks):
+            _write(repo, versions, index)
+            n += len(versions)
+            bar.update(len(versions))
+    took_rows = time.perf_counter() - t0
+    with repo.transaction(write=True) as s:
+        for t in INDEX_TABLES:
+            for stmt in index_ddl(s.dialect, t):
+                s.execute(stmt)
     if repo.dialect == "postgresql":
         with repo.pool.connection() as conn:
-            conn.execute("ANALYZE")
+            conn.execute("VACUUM ANALYZE")  # statistics, and the visibility map for index-only scans
     else:
         with repo.transaction(write=True) as s:
             s.execute("ANALYZE")
-    print(f"loaded {n} resources in {took:.1f} s: {n / took:.0f} resources/s")
-    repo.close()
+    took = time.perf_counter() - t0
+    print(f"loaded {n} resources in {took:.1f} s: {n / took:.0f} resources/s "
+          f"(rows {took_rows:.1f} s, secondary indexes + ANALYZE {took - took_rows:.1f} s)")
+    if repo.dialect == "sqlite":
+        repo.close()
+        print(f"file size {Path(repo.path).stat().st_size / 1e9:.2f} GB")
+    else:
+        print(f"schema size {_pg_size(repo) / 1e9:.2f} GB")
+        repo.close()
+
+
+def _pg_size(repo) -> int:
+    with repo.pool.connection() as conn:
+        return int(conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                                "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = %s "
+                                "AND c.relkind = 'r'", (repo.schema or "public",)).fetchone()[0])
 
 
 def _queries(patients: int, seed: int, rng: random.Random) -> dict[str, tuple[str, str]]:
@@ -123,55 +174,137 @@ def _queries(patients: int, seed: int, rng: random.Random) -> dict[str, tuple[st
     }
 
 
+def _patients(repo) -> int:
+    with repo.transaction() as s:
+        return int(s.query("SELECT COUNT(*) FROM resource WHERE res_type = ?", ["Patient"])[0][0])
+
+
+def _warm(repo) -> str:
+    """Bring the whole database into the OS page cache, the same for every size."""
+    if repo.dialect == "sqlite":
+        with open(repo.path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+        return "file read once (OS page cache warm)"
+    with repo.pool.connection() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA public")
+        rels = conn.execute("SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace "
+                            "WHERE s.nspname = %s AND c.relkind IN ('r', 'i')", (repo.schema or "public",)).fetchall()
+        for (rel,) in rels:
+            conn.execute("SELECT public.pg_prewarm(%s::regclass, 'read')", (rel,))
+    return "relations pg_prewarm'ed (OS page cache warm)"
+
+
+def _time_round(repo, defs, patients: int, seed: int, rng: random.Random, timings: dict) -> None:
+    for label, (rtype, qs) in _queries(patients, seed, rng).items():
+        t0 = time.perf_counter()
+        with repo.transaction(write=True) as s:
+            b = search(s, defs, resource_type=rtype, params=parse_qsl(qs), base_url="http://b/fhir", strict=True)
+        timings.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
+        if label.startswith("token") and b.get("total") != 1:
+            raise SystemExit(f"{label}: expected 1 match, got {b.get('total')}")
+
+
+def _pct(ts: list[float]) -> tuple[float, float]:
+    ts = sorted(ts)
+    return statistics.median(ts), ts[min(len(ts) - 1, int(len(ts) * 0.99))]
+
+
 def run(args) -> None:
+    """Time the searches on one or more databases, interleaving rounds between them so that
+    machine noise hits every size alike; with two, report the growth (second / first)."""
     defs = get_definitions()
-    repo = open_repository(args.database)
-    rng = random.Random(args.seed)
-    timings: dict[str, list[float]] = {}
+    dbs = []
+    for url in args.database:
+        repo = open_repository(url)
+        if repo.dialect == "sqlite" and args.mmap:
+            repo._conn().execute(f"PRAGMA mmap_size={args.mmap}")
+        n = _patients(repo)
+        state = _warm(repo)
+        dbs.append((url, repo, n, random.Random(args.seed)))
+    for url, repo, n, _ in dbs:  # warm-up rounds, not timed
+        warm_rng = random.Random(args.seed + 1)
+        for _ in range(args.warmup):
+            _time_round(repo, defs, n, args.seed, warm_rng, {})
+    timings = [{} for _ in dbs]
     for _ in tqdm(range(args.repeat), desc="searching", unit="round"):
-        for label, (rtype, qs) in _queries(args.patients, args.seed, rng).items():
-            t0 = time.perf_counter()
-            with repo.transaction(write=True) as s:
-                b = search(s, defs, resource_type=rtype, params=parse_qsl(qs), base_url="http://b/fhir", strict=True)
-            timings.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
-            if label.startswith("token") and b.get("total") != 1:
-                raise SystemExit(f"{label}: expected 1 match, got {b.get('total')}")
-    print(f"\n{repo.dialect} {args.patients} patients, {args.repeat} rounds (ms)")
-    print(f"{'search':40} {'p50':>8} {'p99':>8}")
-    for label, ts in timings.items():
-        ts.sort()
-        p99 = ts[min(len(ts) - 1, int(len(ts) * 0.99))]
-        print(f"{label:40} {statistics.median(ts):8.2f} {p99:8.2f}")
-    repo.close()
+        for (url, repo, n, rng), tm in zip(dbs, timings):
+            _time_round(repo, defs, n, args.seed, rng, tm)
+    print(f"\n{dbs[0][1].dialect}: {args.repeat} rounds interleaved, a random patient each round; "
+          f"cache: {state} + {args.warmup} warm-up rounds each")
+    head = f"{'search (ms)':36}" + "".join(f" {f'{n // 1000}k p50':>9} {f'{n // 1000}k p99':>9}" for _, _, n, _ in dbs)
+    if len(dbs) == 2:
+        head += f" {'p50 x':>7} {'p99 x':>7}"
+    print(head)
+    for label in timings[0]:
+        line = f"{label:36}"
+        stats = [_pct(tm[label]) for tm in timings]
+        for p50, p99 in stats:
+            line += f" {p50:9.2f} {p99:9.2f}"
+        if len(dbs) == 2:
+            line += f" {stats[1][0] / stats[0][0]:7.2f} {stats[1][1] / stats[0][1]:7.2f}"
+        print(line)
+    for _, repo, _, _ in dbs:
+        repo.close()
+
+
+class _Recorder:
+    """A session proxy that records the statements a search runs."""
+
+    def __init__(self, s):
+        self._s, self.statements = s, []
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def query(self, sql, params=()):
+        self.statements.append((sql, list(params)))
+        return self._s.query(sql, params)
 
 
 def explain(args) -> None:
     defs = get_definitions()
-    repo = open_repository(args.database)
+    repo = open_repository(args.database[0])
+    n = _patients(repo)
     rng = random.Random(args.seed)
-    for label, (rtype, qs) in _queries(args.patients, args.seed, rng).items():
-        with repo.transaction() as s:
-            ctx = C.Ctx(defs, s.dialect)
-            plan = make_plan(ctx, rtype, parse_qsl(qs), strict=True, conditional=True)
-            where, params = C.where_all(ctx, plan.tqs)
-            sql = f"SELECT r.res_id FROM resource r WHERE {where}"
-            prefix = "EXPLAIN QUERY PLAN " if s.dialect == "sqlite" else "EXPLAIN "
-            rows = s.query(prefix + sql, params)
-        print(f"\n== {label}: {rtype}?{qs}")
-        for r in rows:
-            print("   ", r[-1])
+    for label, (rtype, qs) in _queries(n, args.seed, rng).items():
+        with repo.transaction(write=True) as s:
+            rec = _Recorder(s)
+            search(rec, defs, resource_type=rtype, params=parse_qsl(qs), base_url="http://b/fhir", strict=True)
+            print(f"\n== {label}: {rtype}?{qs}")
+            for sql, params in rec.statements:
+                if not sql.lstrip().upper().startswith("SELECT"):
+                    continue
+                if s.dialect == "sqlite":
+                    rows = s.query("EXPLAIN QUERY PLAN " + sql, params)
+                    print("  --", sql[:100] + ("..." if len(sql) > 100 else ""))
+                    for r in rows:
+                        print("   ", r[-1])
+                else:
+                    rows = s.query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
+                    print("  --", sql[:100] + ("..." if len(sql) > 100 else ""))
+                    for r in rows:
+                        print("   ", r[0])
     repo.close()
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="search benchmark")
     ap.add_argument("command", choices=["load", "run", "explain"])
-    ap.add_argument("--database", required=True)
-    ap.add_argument("--patients", type=int, default=10000)
+    ap.add_argument("--database", required=True, action="append",
+                    help="load/explain: one; run: one or two (e.g. 10k then 100k: rounds interleave)")
+    ap.add_argument("--patients", type=int, default=10000, help="load: how many patients")
+    ap.add_argument("--workers", type=int, default=2, help="load: processes extracting index rows")
+    ap.add_argument("--warmup", type=int, default=20, help="run: untimed rounds per database first")
+    ap.add_argument("--mmap", type=int, default=0, help="run: SQLite PRAGMA mmap_size for the bench connection")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=200)
     args = ap.parse_args(argv)
+    if args.command == "load":
+        if len(args.database) != 1:
+            ap.error("load takes one --database")
+        args.database = args.database[0]
     {"load": load, "run": run, "explain": explain}[args.command](args)
 
 

@@ -179,14 +179,28 @@ def build(ctx: Ctx, rtype: str, crit: Criterion) -> Cond:
     negate = mod in ("not", "not-in")
     builder = _WHERE[ptype]
     vals = [builder(ctx, name, v, sp) for v in crit.values]
-    return Cond(rtype, _rank(ptype, code), table, lambda a, c=code, vs=vals: _param_or(a, c, vs), negate=negate)
+    return Cond(rtype, _rank(ptype, code, mod, crit.values, name), table,
+                lambda a, c=code, vs=vals: _param_or(a, c, vs), negate=negate)
 
 
-def _rank(ptype: str, code: str) -> float:
+_DAY_MS = 86400000
+
+
+def _rank(ptype: str, code: str, mod: str | None = None, values: list[str] = (), name: Name | None = None) -> float:
     if ptype == "token" and "identifier" in code:
         return 1.5
     if ptype == "token" and code in _LOW_SELECTIVITY:
         return 6.5
+    if ptype == "date" and mod is None and values:
+        # An equality on a day or less (e.g. birthdate=1980-05-17) is a narrow index range:
+        # a better way in than a code or a short name prefix.
+        parts = [_date_parts(name.raw, v) for v in values]
+        if all(p == "eq" and hi - lo < _DAY_MS for p, lo, hi in parts):
+            return 2.8
+    if ptype == "string" and mod is None and values:
+        # A short prefix matches many: rank it after longer ones (still before dates/numbers).
+        shortest = min(len(N.norm_string(unescape(v))) for v in values)
+        return _RANK["string"] + 0.25 * max(0, 4 - shortest)
     return _RANK.get(ptype, 8)
 
 
@@ -327,7 +341,8 @@ def _range_pred(prefix: str, lo, hi, low_col: str, high_col: str, span):
     def where(a):
         L, H = f"{a}.{low_col}", f"{a}.{high_col}"
         return {
-            "eq": (f"{L} >= ? AND {H} <= ?", [lo, hi]),
+            # "L <= hi" is implied (low <= high) but bounds the index range on low.
+            "eq": (f"{L} >= ? AND {L} <= ? AND {H} <= ?", [lo, hi, hi]),
             "ne": (f"({L} < ? OR {H} > ?)", [lo, hi]),
             "gt": (f"{H} > ?", [hi]),
             "lt": (f"{L} < ?", [lo]),

@@ -86,7 +86,10 @@ class Session(ABC):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
     def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None, *, fresh: bool = False) -> None:
-        """Delete the resource's index rows in every index table and insert the new ones."""
+        """Delete the resource's index rows in every index table and insert the new ones.
+
+        Rows are stored as (res_type, res_id, n, *row), ``n`` numbering the resource's rows in
+        each table (part of SQLite's clustered primary key; see storage/schema.py)."""
         from .schema import INDEX_TABLES
         for table in () if fresh else INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
@@ -94,10 +97,10 @@ class Session(ABC):
             if not rows:
                 continue
             table = next(t for t in INDEX_TABLES if t.name == table_name)
-            cols = ", ".join(("res_type", "res_id") + table.columns)
-            marks = ", ".join("?" for _ in range(len(table.columns) + 2))
+            cols = ", ".join(("res_type", "res_id", "n") + table.columns)
+            marks = ", ".join("?" for _ in range(len(table.columns) + 3))
             self.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})",
-                             [(res_type, res_id, *r) for r in rows])
+                             [(res_type, res_id, i, *r) for i, r in enumerate(rows)])
 
 
 class Repository(ABC):

@@ -10,42 +10,91 @@ from dataclasses import dataclass, field
 
 TYPES = {
     "sqlite": {"TEXT": "TEXT", "INT": "INTEGER", "REAL": "REAL", "BOOL": "INTEGER", "SEQ": "INTEGER PRIMARY KEY AUTOINCREMENT",
-               "KEY": "TEXT"},
+               "KEY": "TEXT", "INT4": "INTEGER"},
     "postgresql": {"TEXT": "TEXT", "INT": "BIGINT", "REAL": "DOUBLE PRECISION", "BOOL": "BOOLEAN", "SEQ": "BIGSERIAL PRIMARY KEY",
-                   "KEY": 'TEXT COLLATE "C"'},
+                   "KEY": 'TEXT COLLATE "C"', "INT4": "INTEGER"},
 }
 
 
 @dataclass(frozen=True)
 class Table:
     name: str
-    columns: tuple[str, ...]  # index tables: the columns after res_type, res_id
+    columns: tuple[str, ...]  # index tables: the columns after res_type, res_id (``n`` is added by storage)
     types: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = field(default=())
+    partial: tuple[tuple[int, str], ...] = field(default=())  # (index number, WHERE) for partial indexes
 
 
 # Search-index tables (filled by fhir_service.search.indexer, one row per indexed value).
-# Owned by the search layer. Every row is (res_type, res_id, param, grp, ...): ``grp`` ties
-# together the components of one composite value (0 for ordinary values). KEY columns are text
-# compared byte-wise in both dialects (COLLATE "C" on PostgreSQL) so that prefix ranges and
+# Owned by the search layer. Every row is (res_type, res_id, n, param, grp, ...): ``n`` numbers
+# the rows of one resource in one table (storage fills it, see Session.replace_index), ``grp``
+# ties together the components of one composite value (0 for ordinary values). KEY columns are
+# text compared byte-wise in both dialects (COLLATE "C" on PostgreSQL) so that prefix ranges and
 # sort order agree between backends. Dates are epoch milliseconds, [low, high] inclusive.
+#
+# Layout (issue 3: lookups must not slow down as the population grows):
+# - SQLite: each table is WITHOUT ROWID, clustered on (res_type, res_id, param, n): the rows of
+#   one resource are stored together, so the correlated probes (EXISTS, _sort keys, includes,
+#   replace_index) are one B-tree seek with no separate index. Every secondary index carries
+#   the primary key, so "SELECT res_id ... WHERE res_type, param, value" reads the index only.
+# - PostgreSQL: heap tables with a (res_type, res_id, param) index for the probes; the value
+#   indexes INCLUDE res_id so the id-set lookups can be index-only scans.
 INDEX_TABLES: tuple[Table, ...] = (
-    Table("idx_string", ("param", "grp", "value_norm", "value_exact"), ("KEY", "INT", "KEY", "TEXT"),
+    Table("idx_string", ("param", "grp", "value_norm", "value_exact"), ("KEY", "INT4", "KEY", "TEXT"),
           (("param", "value_norm"),)),
-    Table("idx_token", ("param", "grp", "system", "code", "text_norm"), ("KEY", "INT", "KEY", "KEY", "KEY"),
+    Table("idx_token", ("param", "grp", "system", "code", "text_norm"), ("KEY", "INT4", "KEY", "KEY", "KEY"),
           (("param", "code", "system"),)),
     Table("idx_reference", ("param", "grp", "target_type", "target_id", "target_version", "url"),
-          ("KEY", "INT", "TEXT", "TEXT", "TEXT", "KEY"),
-          (("param", "target_id", "target_type"), ("param", "url"))),
-    Table("idx_date", ("param", "grp", "low", "high"), ("KEY", "INT", "INT", "INT"),
-          (("param", "low"), ("param", "high"))),
-    Table("idx_number", ("param", "grp", "value", "low", "high"), ("KEY", "INT", "REAL", "REAL", "REAL"),
+          ("KEY", "INT4", "TEXT", "TEXT", "TEXT", "KEY"),
+          (("param", "target_id", "target_type"), ("param", "url")), ((1, "url IS NOT NULL"),)),
+    Table("idx_date", ("param", "grp", "low", "high"), ("KEY", "INT4", "INT", "INT"),
+          (("param", "low", "high"), ("param", "high", "low"))),
+    Table("idx_number", ("param", "grp", "value", "low", "high"), ("KEY", "INT4", "REAL", "REAL", "REAL"),
           (("param", "value"),)),
     Table("idx_quantity", ("param", "grp", "system", "code", "value", "low", "high", "canon_code", "canon_value"),
-          ("KEY", "INT", "KEY", "KEY", "REAL", "REAL", "REAL", "KEY", "REAL"),
+          ("KEY", "INT4", "KEY", "KEY", "REAL", "REAL", "REAL", "KEY", "REAL"),
           (("param", "code", "value"), ("param", "canon_code", "canon_value"))),
-    Table("idx_uri", ("param", "grp", "value"), ("KEY", "INT", "KEY"), (("param", "value"),)),
+    Table("idx_uri", ("param", "grp", "value"), ("KEY", "INT4", "KEY"), (("param", "value"),)),
 )
+
+
+def index_table_ddl(dialect: str, table: Table) -> str:
+    t = TYPES[dialect]
+    cols = ",\n            ".join(f"{c} {t[ty]}" + (" NOT NULL" if c in ("param", "grp") else "")
+                                  for c, ty in zip(table.columns, table.types))
+    if dialect == "sqlite":
+        return f"""CREATE TABLE IF NOT EXISTS {table.name} (
+            res_type TEXT NOT NULL,
+            res_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            {cols},
+            PRIMARY KEY (res_type, res_id, param, n)) WITHOUT ROWID"""
+    return f"""CREATE TABLE IF NOT EXISTS {table.name} (
+            res_type TEXT NOT NULL,
+            res_id TEXT NOT NULL,
+            n {t['INT4']} NOT NULL,
+            {cols})"""
+
+
+def index_ddl(dialect: str, table: Table) -> list[str]:
+    """The secondary indexes of one index table (the bulk loader creates them after loading)."""
+    stmts = []
+    if dialect != "sqlite":  # SQLite: the clustered primary key is this index
+        # (res_type, res_id, param): replace_index deletes, includes and _sort keys probe by resource.
+        stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_resource ON {table.name} (res_type, res_id, param)")
+    partial = dict(table.partial)
+    for i, idx_cols in enumerate(table.indexes):
+        sql = f"CREATE INDEX IF NOT EXISTS {table.name}_{i} ON {table.name} (res_type, {', '.join(idx_cols)})"
+        if dialect != "sqlite":
+            sql += " INCLUDE (res_id)"
+        if i in partial:
+            sql += f" WHERE {partial[i]}"
+        stmts.append(sql)
+    return stmts
+
+
+def index_names(dialect: str, table: Table) -> list[str]:
+    return [s.split(" ON ")[0].rsplit(" ", 1)[1] for s in index_ddl(dialect, table)]
 
 
 def ddl(dialect: str) -> list[str]:
@@ -90,15 +139,8 @@ def ddl(dialect: str) -> list[str]:
             PRIMARY KEY (snapshot_id, pos))""",
     ]
     for table in INDEX_TABLES:
-        cols = ",\n            ".join(f"{c} {t[ty]}" for c, ty in zip(table.columns, table.types))
-        stmts.append(f"""CREATE TABLE IF NOT EXISTS {table.name} (
-            res_type TEXT NOT NULL,
-            res_id TEXT NOT NULL,
-            {cols})""")
-        # (res_type, res_id, param): replace_index deletes, includes and _sort keys probe by resource.
-        stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_resource ON {table.name} (res_type, res_id, param)")
-        for i, idx_cols in enumerate(table.indexes):
-            stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_{i} ON {table.name} (res_type, {', '.join(idx_cols)})")
+        stmts.append(index_table_ddl(dialect, table))
+        stmts += index_ddl(dialect, table)
     return stmts
 
 
