@@ -1,6 +1,8 @@
 """create / read / vread / update / delete over HTTP (http.html), on every backend."""
 from __future__ import annotations
 
+import time
+import uuid
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +24,19 @@ def test_create_assigns_id_and_sets_headers(fhir, uid):
     assert r.headers["ETag"] == 'W/"1"'
     assert "GMT" in r.headers["Last-Modified"]
     assert r.headers["Content-Type"].startswith("application/fhir+json")
+
+
+def test_server_ids_are_time_ordered_uuids(fhir, uid):
+    # Version-7 UUIDs: valid FHIR ids that sort in creation order (kind to B-tree indexes).
+    ids = []
+    for i in range(3):
+        ids.append(fhir.post("Patient", json=patient(f"{uid}-{i}")).json()["id"])
+        time.sleep(0.002)  # distinct milliseconds: ids made within one are ordered only by chance
+    assert ids == sorted(ids)
+    for rid in ids:
+        u = uuid.UUID(rid)
+        assert u.version == 7 and str(u) == rid
+        assert abs((u.int >> 80) - time.time() * 1000) < 600_000  # the leading 48 bits are the time in ms
 
 
 def test_create_prefer_return(fhir, uid):

@@ -1,7 +1,9 @@
 """Small helpers on resource JSON: ids, meta, instants, ETags."""
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
@@ -12,7 +14,16 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A new server-assigned id: a version-7 UUID (RFC 9562), which starts with the time.
+
+    Ids made one after another sort together, so the database B-trees keyed by id grow at
+    their right-hand end instead of at random places: a write touches fewer pages, and
+    writes committed together share them.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & (1 << 62) - 1)
+    return str(uuid.UUID(int=value))
 
 
 def check_id(res_id: str, where: str = "id") -> str:
