@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -16,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from .base import IndexRows, Repository, Row, Session, StorageError, WriteConflict
 from .group_commit import GroupCommitter
-from .schema import ALL_TABLES, ddl
+from .schema import ALL_TABLES, INDEX_TABLES, ddl
 from .sql_session import SQLSession
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -53,31 +54,54 @@ class PostgresSession(SQLSession):
         self.query("SELECT pg_advisory_xact_lock(?)", (h,))
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
-        """The version, the current row and the index rows in one round trip (pipelined).
+        """The version, the current row and the index rows, all in one statement.
 
-        The version insert and the current-row upsert are one statement; a concurrent writer
-        that got there first makes it return no row, never an aborted transaction. The index
-        rows are sent optimistically in the same pipeline: on a conflict WriteConflict is
-        raised, and the caller's transaction (or savepoint) takes them back.
+        Data-modifying CTEs delete the resource's old index rows and insert the new ones
+        (each table's rows as arrays through unnest), insert the version, and the main
+        statement upserts the current row. A concurrent writer that got there first makes it
+        return no row (never an aborted transaction): WriteConflict is raised, and the caller's
+        transaction (or savepoint) takes back what the CTEs did.
         """
-        with self.conn.pipeline(), self.conn.cursor() as cur:
-            cur.execute(_pg(
-                "WITH v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq) "
-                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
-                "SELECT ?, ?, ?, ?, ?, ?, v.seq FROM v "
-                "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
-                "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
-                "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
-                "RETURNING seq"),
-                (row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content,
-                 row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content))
-            self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
-            rows = cur.fetchall()  # the pipeline's one synchronisation
+        ctes, params = [], []
+        if row.version != 1:  # a resource's first version has no old index rows
+            for table in INDEX_TABLES:
+                ctes.append(f"d_{table.name} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s)")
+                params += [row.res_type, row.res_id]
+        for name, rows in ({} if row.deleted else index_rows or {}).items():
+            if rows:
+                ctes.append(f"i_{name} AS ({_insert_index_rows(name, len(rows[0]))})")
+                params += [row.res_type, row.res_id, list(range(len(rows))), *map(list, zip(*rows))]
+        ctes.append("v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq)")
+        params += [row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content]
+        rows = self.conn.execute(
+            "WITH " + ", ".join(ctes) +
+            " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
+            "SELECT %s, %s, %s, %s, %s, %s, v.seq FROM v "
+            "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
+            "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
+            "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
+            "RETURNING seq",
+            params + [row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content]).fetchall()
         if not rows:
             raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} was written by another transaction")
         return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
                    rows[0][0])
+
+
+_ARRAY_TYPES = {"TEXT": "text[]", "KEY": "text[]", "INT": "bigint[]", "INT4": "integer[]", "REAL": "float8[]",
+                "BOOL": "boolean[]"}
+
+
+@lru_cache(maxsize=None)
+def _insert_index_rows(table_name: str, width: int) -> str:
+    """INSERT of one resource's rows into an index table, the columns passed as arrays."""
+    table = next(t for t in INDEX_TABLES if t.name == table_name)
+    if width != len(table.columns):
+        raise ValueError(f"{table_name} rows have {width} values, the table {len(table.columns)} columns")
+    arrays = ", ".join(f"%s::{_ARRAY_TYPES[ty]}" for ty in ("INT4",) + table.types)
+    cols = ", ".join(("res_type", "res_id", "n") + table.columns)
+    return f"INSERT INTO {table_name} ({cols}) SELECT %s, %s, * FROM unnest({arrays})"
 
 
 class PostgresRepository(Repository):
