@@ -32,15 +32,11 @@ class _Job:
 
 
 class GroupCommitter:
-    def __init__(self, begin: Callable[[], ContextManager[Session]], name: str = "group-commit", writers: int = 1):
+    def __init__(self, begin: Callable[[], ContextManager[Session]], name: str = "group-commit"):
         self._begin = begin  # opens a write transaction on the calling thread's connection
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(writers)]
-        for t in self._threads:
-            t.start()
-
-    def on_writer_thread(self) -> bool:
-        return threading.current_thread() in self._threads
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
 
     def run(self, work: Callable[[Session], Any]) -> Any:
         job = _Job(work)
@@ -51,10 +47,8 @@ class GroupCommitter:
         return job.result
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=10)
+        self._queue.put(None)
+        self._thread.join(timeout=10)
 
     # -- the writer thread ------------------------------------------------------------------
     def _serve(self) -> None:
@@ -69,7 +63,7 @@ class GroupCommitter:
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._queue.put(None)  # stop after this batch (left for this or another writer)
+                    self._queue.put(None)  # stop after this batch
                     break
                 batch.append(nxt)
             self._commit(batch)

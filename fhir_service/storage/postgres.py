@@ -9,14 +9,13 @@ import hashlib
 import re
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .base import IndexRows, Repository, Row, Session, StorageError, WriteConflict
-from .group_commit import GroupCommitter
+from .base import IndexRows, Repository, Row, StorageError, WriteConflict
 from .schema import ALL_TABLES, INDEX_TABLES, ddl
 from .sql_session import SQLSession
 
@@ -121,9 +120,6 @@ class PostgresRepository(Repository):
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
-        import os
-        n = int(os.environ.get("PGW", "1"))
-        self._committer = GroupCommitter(lambda: self.transaction(write=True), name="pg-writer", writers=n) if n else None
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[PostgresSession]:
@@ -140,12 +136,6 @@ class PostgresRepository(Repository):
             raise
         else:
             cm.__exit__(None, None, None)
-
-    def run_write(self, work: Callable[[Session], Any]) -> Any:
-        if self._committer is None or self._committer.on_writer_thread():
-            with self.transaction(write=True) as s:
-                return work(s)
-        return self._committer.run(work)
 
     def query_once(self, sql, params=()):
         with self.pool.connection() as conn:
@@ -173,6 +163,4 @@ class PostgresRepository(Repository):
                     conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.stop()
         self.pool.close()
