@@ -28,7 +28,7 @@ def build_service(settings: Settings):
     return service
 
 
-def create_app(settings: Settings | None = None, service=None) -> FastAPI:
+def create_app(settings: Settings | None = None, service=None) -> "FrontDoor":
     settings = settings or Settings()
     app = FastAPI(title="IMP²ART FHIR service", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
@@ -60,4 +60,27 @@ def create_app(settings: Settings | None = None, service=None) -> FastAPI:
     def close() -> None:
         app.state.service.repo.close()
 
-    return app
+    return FrontDoor(app)
+
+
+class FrontDoor:
+    """Hands requests under the FHIR base straight to the FHIR dispatcher; the rest to FastAPI.
+
+    The dispatcher answers every error itself, so FastAPI's middleware and routing would only
+    add cost to each FHIR request. FastAPI keeps start-up/shutdown and every other path.
+    """
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self.state = app.state
+        self._fhir = app.state.fhir_app
+        self._base = app.state.settings.base_path.rstrip("/")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == self._base or path.startswith(self._base + "/"):
+                scope["app"] = self.app  # what Starlette would set: Request.app reads it
+                await self._fhir(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -313,3 +313,4 @@ def install(app: FastAPI) -> None:
     # everything below it.
     app.router.routes.append(Route(base, endpoint=fhir_app, methods=METHODS))
     app.mount(base, fhir_app)
+    app.state.fhir_app = fhir_app
