@@ -37,11 +37,12 @@ _cache_lock = threading.Lock()
 
 def plans(definitions, resource_type: str) -> list[ParamPlan]:
     """Compiled extraction plans for a type, rebuilt when its SearchParameters change."""
-    params = definitions.search_params(resource_type)
-    stamp = tuple(id(sp) for sp in params.values())
+    # Any added conformance resource bumps the generation: cheaper to check than the parameters.
+    stamp = (id(definitions), definitions.generation)
     hit = _cache.get(resource_type)
     if hit and hit[0] == stamp:
         return hit[1]
+    params = definitions.search_params(resource_type)
     out = []
     for code, sp in params.items():
         if code in NOT_INDEXED or not sp.get("expression") or sp.get("type") == "special":
