@@ -20,6 +20,58 @@ def terminology(w) -> Terminology:
     return Terminology.for_definitions(w.v.definitions)
 
 
+# Answers depend only on the compiled ValueSet / CodeSystems and the registry's generation:
+# remembered per ValueSet and per code system lookup, in the Validator's cache (bounded).
+_MISS = object()
+_MEMO_LIMIT = 4096
+
+
+def _memo(w, key, owner=None) -> dict:
+    cache = w.v.cache
+    gen = w.v.definitions.generation
+    m = cache.get(key)
+    if m is None or m[0] != gen or m[1] is not owner:
+        if len(cache) > _MEMO_LIMIT:
+            cache.clear()
+        m = cache[key] = (gen, owner, {})
+    d = m[2]
+    if len(d) >= _MEMO_LIMIT:
+        d.clear()
+    return d
+
+
+def contains(w, vs, system, code):
+    """``vs.contains(system, code)``, remembered per compiled ValueSet."""
+    d = _memo(w, ("vs-memo", id(vs)), vs)
+    key = (system, code)
+    r = d.get(key, _MISS)
+    if r is _MISS:
+        r = d[key] = vs.contains(system, code)
+    return r
+
+
+def check_coding(w, system: str, code: str, display):
+    """``Terminology.check_coding``, remembered per code system lookup."""
+    d = _memo(w, "coding-memo")
+    key = (system, code, display)
+    r = d.get(key)
+    if r is None:
+        r = d[key] = terminology(w).check_coding(system, code, display)
+    return r
+
+
+def _value_set(w, node, url: str):
+    """The bound ValueSet. Without a server resolver it comes from the registry alone, so it
+    is kept on the element until the registry changes."""
+    if w.resolver is not None:
+        return terminology(w).value_set(url, w.resolver)
+    gen = w.v.definitions.generation
+    hit = node.extras.get("binding-vs")
+    if hit is None or hit[0] != gen or hit[1] != url:
+        hit = node.extras["binding-vs"] = (gen, url, terminology(w).value_set(url, None))
+    return hit[2]
+
+
 def binding_of(node):
     b = node.extras.get("binding", False)
     if b is False:
@@ -41,8 +93,7 @@ def check(w, node, type_code: str, val, path: str) -> None:
     if b is None or type_code not in CODED_TYPES or val is None:
         return
     strength, vs_url = b
-    term = terminology(w)
-    vs = term.value_set(vs_url, w.resolver)
+    vs = _value_set(w, node, vs_url)
     if vs is None:
         if strength == "required":
             w.add("warning", "not-found", f"ValueSet {vs_url} not found, so the code cannot be checked", path)
@@ -51,7 +102,7 @@ def check(w, node, type_code: str, val, path: str) -> None:
     if type_code in ("code", "string", "uri"):
         if not isinstance(val, str):
             return
-        if vs.contains(None, val) is False:
+        if contains(w, vs, None, val) is False:
             w.add(sev, "code-invalid", f"The value provided ('{val}') was not found in the value set {_vs_text(vs)}"
                   + _tail(strength), path)
         return
@@ -71,7 +122,7 @@ def check(w, node, type_code: str, val, path: str) -> None:
         code = val.get("code")
         if isinstance(code, str):
             system = val.get("system")
-            if vs.contains(system if isinstance(system, str) else None, code) is False:
+            if contains(w, vs, system if isinstance(system, str) else None, code) is False:
                 w.add(sev, "code-invalid", f"The code provided ({system}#{code}) was not found in the value set "
                       f"{_vs_text(vs)}" + _tail(strength), path)
 
@@ -92,7 +143,7 @@ def _check_codings(w, vs, codings, strength, sev, path, single: bool) -> None:
             results.append(None)
             continue
         system = c.get("system") if isinstance(c.get("system"), str) else None
-        results.append(vs.contains(system, code))
+        results.append(contains(w, vs, system, code))
     if any(r is True for r in results) or all(r is None for r in results):
         return
     if any(r is None for r in results) and strength != "required":
@@ -114,7 +165,7 @@ def check_coding_validity(w, coding: dict, path: str) -> None:
     if not isinstance(system, str) or not isinstance(code, str):
         return
     display = coding.get("display") if isinstance(coding.get("display"), str) else None
-    r = terminology(w).check_coding(system, code, display)
+    r = check_coding(w, system, code, display)
     if r.valid is False:
         w.add("error", "code-invalid", r.message or f"Unknown code '{code}'", path + ".code")
     elif r.display_ok is False:

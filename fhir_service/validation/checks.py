@@ -30,17 +30,17 @@ def _extensions(w, node, type_code, obj, path, layout) -> None:
         extensions.check_all(w, node, type_code, obj, path)
 
 
-def _must_support(w, node, type_code, obj: dict, path: str, layout) -> None:
+def _must_support(children):
     """mustSupport is reported (information), never an error: systems must be able to handle it."""
-    for child in layout.children:
-        if not child.ed.get("mustSupport") or child.min > 0:
-            continue
-        name = child.name
-        present = name in obj or ("_" + name) in obj or (child.choice and any(
-            k.startswith(name) and k[len(name):len(name) + 1].isupper() for k in obj))
-        if not present:
-            w.add("information", "informational", f"{child.path} is marked mustSupport in "
-                  f"{w.model.label if w.model else child.model.label} and is not present", path)
+    def run(w, node, type_code, obj: dict, path: str, layout) -> None:
+        for child in children:
+            name = child.name
+            present = name in obj or ("_" + name) in obj or (child.choice and any(
+                k.startswith(name) and k[len(name):len(name) + 1].isupper() for k in obj))
+            if not present:
+                w.add("information", "informational", f"{child.path} is marked mustSupport in "
+                      f"{w.model.label if w.model else child.model.label} and is not present", path)
+    return run
 
 
 def _datatype_rule(rule):
@@ -49,7 +49,8 @@ def _datatype_rule(rule):
     return run
 
 
-def _object_plan(node, type_code: str, base: bool, layout) -> tuple:
+def object_plan(node, type_code: str, base: bool, layout) -> tuple:
+    """The rules run on an object after its children (the walker keeps it on the layout)."""
     plan = []
     if invariants.constraints_of(node):
         plan.append(_node_invariants)
@@ -63,18 +64,11 @@ def _object_plan(node, type_code: str, base: bool, layout) -> tuple:
             plan.append(_coding)
         if type_code != "Element":
             plan.append(_extensions)
-    elif any(c.ed.get("mustSupport") and c.min == 0 for c in layout.children):
-        plan.append(_must_support)
+    else:
+        wanted = [c for c in layout.children if c.ed.get("mustSupport") and c.min <= 0]
+        if wanted:
+            plan.append(_must_support(wanted))
     return tuple(plan)
-
-
-def after_children(w, node, type_code, obj, path, base, layout) -> None:
-    key = ("o", type_code, base, id(layout))
-    plan = node.extras.get(key)
-    if plan is None:
-        plan = node.extras[key] = _object_plan(node, type_code, base, layout)
-    for fn in plan:
-        fn(w, node, type_code, obj, path, layout)
 
 
 # -- each value -------------------------------------------------------------------------------

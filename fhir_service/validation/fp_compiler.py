@@ -29,7 +29,7 @@ class Unsupported(Exception):
 class Env:
     """Evaluation context: the validator (for layouts), %variables and hooks."""
 
-    __slots__ = ("v", "vars", "this", "index", "total", "resolve", "member_of", "conforms_to", "memo")
+    __slots__ = ("v", "vars", "this", "index", "total", "resolve", "member_of", "conforms_to", "memo", "stable")
 
     def __init__(self, validator, variables: dict, resolve=None, member_of=None, conforms_to=None):
         self.v = validator
@@ -41,6 +41,9 @@ class Env:
         self.member_of = member_of
         self.conforms_to = conforms_to
         self.memo: dict = {}  # (id(item), name) -> children, for one evaluation
+        # subexpression text -> result, for subexpressions that depend only on the
+        # environment's own variables (%resource.repeat(item)...): the life of the Env
+        self.stable: dict = {}
 
 
 # -- navigation -----------------------------------------------------------------------------
@@ -58,20 +61,29 @@ def _fp_map(env: Env, it: Item):
     lay = v.layout(node, t if node.model.root is not node else (t or node.model.type))
     fp = lay.fp
     if fp is None:
-        fp = {}
+        fp = FpMap()
+        fp.v = v
         for key, (child, ct, underscore) in lay.keys.items():
             if underscore:
                 continue
             fp.setdefault(child.name, _Entries()).append((key, child, ct))
         for ents in fp.values():
             ents.order = {e[0]: i for i, e in enumerate(ents)}
+            # (key, "_key" or None for non-primitives, child, type): fp_fast.collect's form
+            ents.plain = tuple((k, "_" + k if ct in PRIMITIVE_TYPES else None, c, ct) for k, c, ct in ents)
         lay.fp = fp
     return fp
 
 
+class FpMap(dict):
+    """name -> _Entries. ``v``: the validator whose layouts it came from, so that fp_fast can
+    find the maps of the children (it also serves as the ``env`` _fp_map needs)."""
+    __slots__ = ("v",)
+
+
 class _Entries(list):
     """The JSON keys of one FHIRPath name, with each key's position (for choice types)."""
-    __slots__ = ("order",)
+    __slots__ = ("order", "plain")
 
 
 def _present(v: dict, ents: _Entries) -> list:
@@ -287,7 +299,120 @@ def _c_invocation_term(node, ch):
 
 def _c_invocation_expr(node, ch):
     left = _compile(ch[0])
-    return _invocation(ch[1], left)
+    fn = _invocation(ch[1], left)
+    key = node.get("text")
+    by_key = _where_equals(ch)
+    if by_key is not None and ch[0].get("text") and _env_constant(ch[0]):
+        fn = _indexed_where(left, fn, ch[0]["text"], *by_key)
+    if key and _env_constant(node):
+        def stable(env, focus):
+            got = env.stable.get(key)
+            if got is None:
+                got = env.stable[key] = fn(env, focus)
+            return got
+        return stable
+    return fn
+
+
+def _where_equals(ch):
+    """(name, 'literal') when the invocation is ``where(name = 'literal')``, else None."""
+    inv = ch[1]
+    if inv["type"] != "FunctionInvocation":
+        return None
+    fn = inv["children"][0]
+    if _ident(fn["children"][0]) != "where" or len(fn["children"]) < 2 or len(fn["children"][1]["children"]) != 1:
+        return None
+    crit = fn["children"][1]["children"][0]
+    if crit["type"] != "EqualityExpression" or crit.get("terminalNodeText", [None])[0] != "=":
+        return None
+    a, b = crit["children"]
+    try:
+        member = a["children"][0]["children"][0]
+        literal = b["children"][0]["children"][0]
+    except (KeyError, IndexError):
+        return None
+    if a["type"] != "TermExpression" or member["type"] != "MemberInvocation" or b["type"] != "TermExpression" \
+            or literal["type"] != "StringLiteral":
+        return None
+    name = _ident(member["children"][0])
+    if not name or name[:1].isupper():
+        return None
+    return name, _string_literal(literal["text"])
+
+
+def _indexed_where(left, general, left_text: str, name: str, value: str):
+    """``X.where(name = 'v')`` on an X that is constant for the Env (%resource.repeat(item)):
+    X's items are indexed by their plain string ``name`` once, then each lookup is one get.
+    Items whose ``name`` is not one plain string make the index unusable: general code."""
+    key = ("where-index", left_text, name)
+
+    def where(env, focus):
+        index = env.stable.get(key)
+        if index is None:
+            index = env.stable[key] = _index_by(env, left(env, focus), name)
+        if index is False:
+            return general(env, focus)
+        return list(index.get(value, ()))
+    return where
+
+
+def _index_by(env: Env, coll: list, name: str):
+    index: dict = {}
+    for it in coll:
+        if not isinstance(it.v, dict):
+            continue  # no children: never selected
+        got: list = []
+        _children_named(env, it, name, got)
+        if not got:
+            continue  # empty = 'v' is empty: not selected
+        x = got[0]
+        if len(got) > 1 or type(x.v) is not str or x.t in DATE_TYPES or x.t in TIME_TYPES:
+            return False  # (what _c_equality does for these is not a plain string test)
+        index.setdefault(x.v, []).append(it)
+    return index
+
+
+_PER_ITEM_MACROS = frozenset({"where", "select", "repeat", "exists", "all"})
+
+
+def _env_constant(node) -> bool:
+    """Whether a subexpression depends only on the environment's variables other than
+    %context (not on the focus, $this or the clock), so one Env may keep its result."""
+    kind = node["type"]
+    ch = node.get("children", [])
+    if kind in ("TermExpression", "ParenthesizedTerm"):
+        return _env_constant(ch[0])
+    if kind == "LiteralTerm":
+        return True
+    if kind == "ExternalConstantTerm":
+        return _external_name(node) != "context"
+    if kind != "InvocationExpression" or not _env_constant(ch[0]):
+        return False
+    inv = ch[1]
+    if inv["type"] == "MemberInvocation":
+        return True
+    if inv["type"] != "FunctionInvocation":
+        return False
+    fn = inv["children"][0]
+    name = _ident(fn["children"][0])
+    pnodes = fn["children"][1]["children"] if len(fn["children"]) > 1 else []
+    if name in _PER_ITEM_MACROS:
+        # criteria run per item ($this): only %context could bring in the outside
+        return not any(_mentions_context(p) for p in pnodes)
+    if name in ("today", "now", "trace"):
+        return False
+    return all(_env_constant(p) for p in pnodes)
+
+
+def _external_name(node) -> str:
+    inner = node["children"][0]["children"][0]
+    return _ident(inner) if inner["type"] == "Identifier" else _string_literal(inner.get("text", "''"))
+
+
+def _mentions_context(node) -> bool:
+    if node["type"] == "ExternalConstantTerm":
+        return _external_name(node) == "context"
+    return any(_mentions_context(c) for c in node.get("children", ()))
 
 
 def _invocation(inv, left):

@@ -13,6 +13,7 @@ engine, so results are always the general engine's.
 """
 from __future__ import annotations
 
+import operator
 import threading
 from functools import lru_cache
 from typing import NamedTuple
@@ -20,8 +21,8 @@ from typing import NamedTuple
 from fhirpathpy.parser import parse
 
 from . import fp_compiler
-from .fp_values import (DATE_TYPES, FALSE, TIME_TYPES, TRUE, Item, as_bool, boolean, implication, item_compare,
-                        item_equal, short_circuit)
+from .fp_values import (DATE_TYPES, FALSE, SYSTEM_OF, TIME_TYPES, TRUE, Item, boolean, implication, item_compare,
+                        item_equal)
 from .primitives import PRIMITIVE_TYPES
 
 
@@ -48,6 +49,7 @@ def compile_fast(expression: str) -> Fast | None:
     if native is not None:
         return Fast(native, None)
     _tl.uses = uses = {}
+    _tl.this_mode = False
     try:
         fn = _compile(parse(expression)["children"][0])
     except Exception:
@@ -60,6 +62,7 @@ def compile_fast(expression: str) -> Fast | None:
 def compile_node(node):
     """The fast function of a parse subtree (a macro's criterion), or None."""
     _tl.uses = {}
+    _tl.this_mode = False
     try:
         fn = _compile(node)
     except Exception:
@@ -107,11 +110,13 @@ def _const(node):
 # -- navigation: a child of the context object ----------------------------------------------
 def _member_term(node, ch):
     inv = ch[0]
+    if inv["type"] == "ThisInvocation":
+        return _this_term(inv, ())
     if inv["type"] != "MemberInvocation":
         return _function(inv, None)
     name = fp_compiler._ident(inv["children"][0])
-    if name[:1].isupper():
-        return _bail  # a type name ("Patient.x"): general engine
+    if name[:1].isupper() or _tl.this_mode:
+        return _bail  # a type name ("Patient.x"): general engine; $this's children: not here
 
     member = lambda d, fp: collect(d, fp, name)  # noqa: E731
     member.fp_name = name
@@ -121,13 +126,17 @@ def _member_term(node, ch):
 def collect(d: dict, fp: dict, name: str) -> list:
     """The items of child ``name`` of ``d`` (as fp_compiler._children_named), or Bail."""
     out = []
-    ents = fp.get(name, ())
+    ents = fp.get(name)
+    if ents is None:
+        return out
     if len(ents) > 4 and len(d) < len(ents):
-        ents = fp_compiler._present(d, ents)
-    for key, child, ct in ents:
-        if ct in PRIMITIVE_TYPES and ("_" + key) in d:
-            raise Bail  # a primitive with extensions: general engine pairs them
+        plain = [(k, "_" + k if ct in PRIMITIVE_TYPES else None, c, ct) for k, c, ct in fp_compiler._present(d, ents)]
+    else:
+        plain = ents.plain
+    for key, ukey, child, ct in plain:
         val = d.get(key)
+        if ukey is not None and ukey in d:
+            raise Bail  # a primitive with extensions: general engine pairs them
         if val is None:
             continue
         if type(val) is list:
@@ -139,49 +148,149 @@ def collect(d: dict, fp: dict, name: str) -> list:
     return out
 
 
-_SCALARS = (str, bool, int)
+_SCALARS = frozenset({str, bool, int})
 
 
 def signature(d: dict, fp: dict, uses: tuple):
     """What the results of expressions with these ``uses`` depend on in ``d``, hashable
-    (None when a value is not a plain scalar, or on Bail)."""
+    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
+    from the JSON, as collect() would see it."""
     parts = []
-    try:
-        for name, kind in uses:
-            coll = collect(d, fp, name)
-            if kind == "len":
-                parts.append(len(coll))
+    for name, kind in uses:
+        ents = fp.get(name, ())
+        if len(ents) > 4 and len(d) < len(ents):
+            ents = fp_compiler._present(d, ents)
+        count = kind == "len"
+        n = 0
+        for key, child, ct in ents:
+            if ct in PRIMITIVE_TYPES and ("_" + key) in d:
+                return None
+            val = d.get(key)
+            if val is None:
                 continue
-            for it in coll:
-                v = it.v
-                if type(v) not in _SCALARS:
-                    return None
-                parts.append((it.t, type(v), v))
-            parts.append(None)  # end of this child's values
-    except Bail:
-        return None
+            if type(val) is list:
+                for x in val:
+                    if x is None:
+                        continue
+                    if count:
+                        n += 1
+                    elif type(x) in _SCALARS:
+                        parts.append((ct, type(x), x))
+                    else:
+                        return None
+            elif type(val) in _SCALARS:
+                if count:
+                    n += 1
+                else:
+                    parts.append((ct, type(val), val))
+            elif count and not (type(val) is dict and "resourceType" in val):
+                n += 1
+            else:
+                return None
+        parts.append(n if count else None)
     return tuple(parts)
 
 
 def _invocation_expr(node, ch):
     inv = ch[1]
+    if inv["type"] == "MemberInvocation":
+        name = fp_compiler._ident(inv["children"][0])
+        left = _compile(ch[0])
+        if left is _bail or name[:1].isupper():
+            return _bail
+
+        def nested(d, fp):  # a.b: the children of each item (as fp_compiler's member)
+            out = []
+            for it in left(d, fp):
+                out.extend(_item_children(fp, it, name))
+            return out
+        return nested
     if inv["type"] != "FunctionInvocation":
-        return _bail  # a.b: general engine
+        return _bail
     return _function(inv, _compile_raw(ch[0]))
+
+
+def _item_children(fp, it: Item, name: str) -> list:
+    """Children ``name`` of one item, found through its own element layout (``fp.v`` is the
+    validator the context's map was built by)."""
+    v = it.v
+    if type(v) is not dict:
+        return []  # primitives have no children here (a "_x" was already a Bail)
+    cfp = fp_compiler._fp_map(fp, it)
+    if cfp is None:
+        raise Bail  # untyped: the general engine's generic navigation
+    return collect(v, cfp, name)
+
+
+def _this_term(node, ch):
+    """$this inside a criterion evaluated per item in "this" mode (``d`` is the Item)."""
+    if not _tl.this_mode:
+        return _bail
+    return lambda d, fp: [d]
+
+
+def _criterion(pnode):
+    """A macro's criterion compiled twice: per JSON object (dict items, children by name)
+    and per Item ($this and functions of it, for primitive items)."""
+    saved_uses, saved_mode = _tl.uses, _tl.this_mode
+    try:
+        _tl.uses, _tl.this_mode = {}, False
+        on_dict = _compile(pnode)
+        _tl.uses, _tl.this_mode = {}, True
+        on_item = _compile(pnode)
+    finally:
+        _tl.uses, _tl.this_mode = saved_uses, saved_mode
+    if on_dict is _bail and on_item is _bail:
+        return None
+
+    def run(it: Item, fp):
+        if type(it.v) is dict and on_dict is not _bail:
+            cfp = fp_compiler._fp_map(fp, it)
+            if cfp is None:
+                raise Bail
+            return _bool(on_dict(it.v, cfp))
+        if on_item is _bail:
+            raise Bail
+        return _bool(on_item(it, fp))
+    return run
+
+
+def _type_name(pnode) -> str | None:
+    """The plain type name of ofType(X) (parsed as a member name)."""
+    n = pnode
+    while n["type"] in ("TermExpression", "InvocationTerm", "MemberInvocation") and n.get("children"):
+        n = n["children"][0]
+    if n["type"] != "Identifier":
+        return None
+    name = fp_compiler._ident(n)
+    return name if name and name[:1].isupper() else None
 
 
 # -- functions on a collection ----------------------------------------------------------------
 def _function(inv, left):
-    if inv["type"] != "FunctionInvocation" or left is None or left is _bail:
+    if inv["type"] != "FunctionInvocation" or left is _bail:
         return _bail
     fn = inv["children"][0]
     name = fp_compiler._ident(fn["children"][0])
     params = fn["children"][1]["children"] if len(fn["children"]) > 1 else []
+    if left is None:
+        if _tl.this_mode:
+            left = lambda d, fp: [d]  # noqa: E731  (the focus is $this)
+        elif name == "extension":
+            _use("extension", "value")
+            left = lambda d, fp: [Item(d, None, None)]  # noqa: E731  (marker: the context itself)
+            left.fp_context = True
+        else:
+            return _bail
     if name == "trace":
         return left  # trace() only logs
     member_name = getattr(left, "fp_name", None)
     if member_name is not None:
         _use(member_name, "len" if name in ("empty", "exists", "count") and not params else "value")
+    if params and name in _COLLECTION_FUNCTIONS:
+        return _COLLECTION_FUNCTIONS[name](left, params)
+    if name == "distinct" and not params:
+        return lambda d, fp: fp_compiler._distinct(left(d, fp))
     if params and name != "startsWith":
         return _bail
     if name == "empty":
@@ -217,11 +326,92 @@ def _function(inv, left):
     return _bail
 
 
+def _f_where(left, params):
+    crit = _criterion(params[0]) if len(params) == 1 else None
+    if crit is None:
+        return _bail_if_any(left)
+
+    def where(d, fp):
+        return [it for it in left(d, fp) if crit(it, fp) is True]
+    return where
+
+
+def _f_all(left, params):
+    crit = _criterion(params[0]) if len(params) == 1 else None
+    if crit is None:
+        return _bail_if_any(left, TRUE)
+
+    def all_(d, fp):
+        return TRUE if all(crit(it, fp) is True for it in left(d, fp)) else FALSE
+    return all_
+
+
+def _f_exists(left, params):
+    crit = _criterion(params[0]) if len(params) == 1 else None
+    if crit is None:
+        return _bail_if_any(left, FALSE)
+
+    def exists(d, fp):
+        return TRUE if any(crit(it, fp) for it in left(d, fp)) else FALSE
+    return exists
+
+
+def _bail_if_any(left, empty_result=()):
+    """A macro whose criterion is not fast: on an empty input the criterion never runs."""
+    empty = list(empty_result)
+
+    def macro(d, fp):
+        if left(d, fp):
+            raise Bail
+        return empty
+    return macro
+
+
+def _f_of_type(left, params):
+    name = _type_name(params[0]) if len(params) == 1 else None
+    if name is None or (name in fp_compiler._SYSTEM_NAMES and name != "Quantity"):
+        return _bail  # System types: the general engine's rules
+
+    def of_type(d, fp):
+        out = []
+        for it in left(d, fp):
+            t = it.t
+            if t == name:
+                out.append(it)
+            elif t is None or t in SYSTEM_OF or t in fp_compiler._SYSTEM_NAMES:
+                continue
+            elif fp.v.is_subtype(t, name):
+                out.append(it)
+        return out
+    return of_type
+
+
+def _f_extension(left, params):
+    url = _const(params[0]) if len(params) == 1 else None
+    if not url or len(url) != 1 or not isinstance(url[0].v, str):
+        return _bail
+    u = url[0].v
+    on_context = getattr(left, "fp_context", False)
+
+    def extension(d, fp):
+        exts = collect(d, fp, "extension") if on_context else \
+            [e for it in left(d, fp) for e in _item_children(fp, it, "extension")]
+        return [e for e in exts if type(e.v) is dict and e.v.get("url") == u]
+    return extension
+
+
+_COLLECTION_FUNCTIONS = {"where": _f_where, "all": _f_all, "exists": _f_exists, "ofType": _f_of_type,
+                         "extension": _f_extension}
+
+
 def _bool(coll):
-    try:
-        return as_bool(coll)
-    except Exception:
-        raise Bail from None
+    """fp_values.as_bool, with Bail for several items."""
+    if not coll:
+        return None
+    if len(coll) == 1:
+        v = coll[0].v
+        return v if v is True or v is False else True
+    raise Bail
 
 
 # -- operators -----------------------------------------------------------------------------------
@@ -236,11 +426,27 @@ def _logic(node, ch):
         return _bail
     if op == "xor":
         return _bail
-    decisive = op == "or"
+    # three-valued and/or, as fp_values.short_circuit (the right side only when needed)
+    if op == "or":
+        def logic_or(d, fp):
+            a = _bool(left(d, fp))
+            if a is True:
+                return TRUE
+            b = _bool(right(d, fp))
+            if b is True:
+                return TRUE
+            return [] if a is None or b is None else FALSE
+        return logic_or
 
-    def logic(d, fp):
-        return short_circuit(_bool(left(d, fp)), lambda: _bool(right(d, fp)), decisive)
-    return logic
+    def logic_and(d, fp):
+        a = _bool(left(d, fp))
+        if a is False:
+            return FALSE
+        b = _bool(right(d, fp))
+        if b is False:
+            return FALSE
+        return [] if a is None or b is None else TRUE
+    return logic_and
 
 
 def _implies(node, ch):
@@ -283,17 +489,32 @@ def _inequality(node, ch):
     op = node["terminalNodeText"][0]
     lit = _const(ch[1])
     left = _compile(ch[0])
-    if left is _bail or not lit or len(lit) != 1:
+    if left is _bail:
         return _bail
-    y = lit[0]
+    if lit is not None:
+        if len(lit) != 1:
+            return _bail
+        y, right = lit[0], None
+    else:
+        y, right = None, _compile(ch[1])  # both sides navigate (a.value > b.value)
+        if right is _bail:
+            return _bail
 
     def cmp(d, fp):
         a = left(d, fp)
-        if not a:
-            return []
-        if len(a) > 1:
-            raise Bail
-        c = item_compare(a[0], y)
+        if right is None:
+            if not a:
+                return []
+            if len(a) > 1:
+                raise Bail
+            c = item_compare(a[0], y)
+        else:
+            b = right(d, fp)
+            if not a or not b:
+                return []
+            if len(a) > 1 or len(b) > 1:
+                raise Bail
+            c = item_compare(a[0], b[0])
         if c is None:
             return []
         return boolean(c < 0 if op == "<" else c > 0 if op == ">" else c <= 0 if op == "<=" else c >= 0)
@@ -318,13 +539,16 @@ def _membership(node, ch):
 
 
 _BUILDERS = {
-    "InvocationTerm": _member_term, "InvocationExpression": _invocation_expr,
+    "InvocationTerm": _member_term, "InvocationExpression": _invocation_expr, "ThisInvocation": _this_term,
     "AndExpression": _logic, "OrExpression": _logic, "ImpliesExpression": _implies,
     "EqualityExpression": _equality, "InequalityExpression": _inequality, "MembershipExpression": _membership,
 }
 
 
 # -- native checks for whole expressions -------------------------------------------------------
+_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
 def _nhs_modulus11(d, fp):
     """imp2art-nhs-1 (the NHS number's Modulus 11 check digit), as its FHIRPath computes it."""
     if fp.get("identifier") is None or len(fp["identifier"]) != 1 or fp["identifier"][0][0] != "identifier":
@@ -348,9 +572,9 @@ def _nhs_modulus11(d, fp):
             if "\n" in value or "\r" in value:
                 raise Bail  # regex corner cases: general engine
             return FALSE
-        digits = [ord(c) - 48 for c in value]
-        total = sum(digits[i] * (10 - i) for i in range(9))
-        if (11 - total % 11) % 11 != digits[9]:
+        b = value.encode()
+        total = sum(map(operator.mul, b, _NHS_WEIGHTS)) - 48 * 54  # 54 = sum of the weights
+        if (11 - total % 11) % 11 != b[9] - 48:
             return FALSE
     return TRUE
 

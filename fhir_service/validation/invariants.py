@@ -35,6 +35,7 @@ class Constraint(NamedTuple):
     fn: object  # compiled closure (fp_compiler), or fhirpathpy's callable when ``fallback``
     fallback: bool
     fast: object = None  # fp_fast's function for simple shapes (compiled expressions only)
+    message: tuple = ()  # (severity, text) of the issue when it fails
 
 
 def _compile(c: dict) -> Constraint | None:
@@ -56,8 +57,13 @@ def _compile(c: dict) -> Constraint | None:
     for ext in c.get("extension", ()):
         if ext.get("url") == BEST_PRACTICE and ext.get("valueBoolean"):
             severity = "warning"
-    return Constraint(key, severity, c.get("human", ""), expr, c.get("source", ""), fn, fallback,
-                      None if fallback else fp_fast.compile_fast(expr))
+    human, source = c.get("human", ""), c.get("source", "")
+    text = f"Constraint failed: {key}: '{human}'"
+    if source and not source.startswith(CORE_PREFIX):
+        text += f" (defined in {source})"
+    return Constraint(key, severity, human, expr, source, fn, fallback,
+                      None if fallback else fp_fast.compile_fast(expr),
+                      (severity if severity in ("error", "warning") else "error", text))
 
 
 def constraints_of(node) -> tuple[Constraint, ...]:
@@ -75,12 +81,18 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
     Expressions we cannot compile run on fhirpathpy, where only ``false`` fails, because
     its semantics differ in places and a false alarm would block a valid write.
     """
-    cons = constraints_of(node)
+    cons = node.extras.get("inv")
+    if cons is None:
+        cons = constraints_of(node)
     if not cons:
         return
     done = w.done_constraints
     item = None
-    fast = _fast_results(w, node, data, type_code, ext, cons) if type(data) is dict else None
+    fast = fp = None
+    if type(data) is dict:
+        got = _fast_results(w, node, data, type_code, ext, cons)
+        if got is not None:
+            fast, fp = got
     for i, c in enumerate(cons):
         mark = (c.key, c.source, path)
         if mark in done:
@@ -89,7 +101,7 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
         if fast is not None:
             ok = fast[i]
             if ok is _LIVE:
-                ok = _run_fast(c.fast.fn, data, fast[-1])
+                ok = _run_fast(c.fast.fn, data, fp)
             if ok is not None:
                 if not ok:
                     _failed(w, c, path)
@@ -132,19 +144,22 @@ def _fast_plan(node, cons) -> tuple | None:
 
 
 def _fast_results(w, node, data, type_code, ext, cons) -> tuple | None:
-    """Per constraint: True (passes), False (fails), None (general engine) or _LIVE; the last
-    item is the fp map. Results are cached per node by what the expressions read (their
-    signature), so the same shape of element (a Questionnaire item of one type, a
-    Reference) is evaluated once."""
+    """(per constraint: True (passes), False (fails), None (general engine) or _LIVE; the fp
+    map). Results are cached per node by what the expressions read (their signature), so
+    the same shape of element (a Questionnaire item of one type, a Reference) is evaluated
+    once."""
     plan = _fast_plan(node, cons)
     if plan is None:
         return None
     fp = _fp_map(w, node, data, type_code, ext)
     if not fp:
         return None
-    sig = fp_fast.signature(data, fp, plan)
+    sig = fp_fast.signature(data, fp, plan) if plan else ()
     if sig is None:
-        return tuple(_LIVE if c.fast is not None else None for c in cons) + (fp,)
+        live = node.extras.get("inv_live")
+        if live is None:
+            live = node.extras["inv_live"] = tuple(_LIVE if c.fast is not None else None for c in cons)
+        return live, fp
     cache = node.extras.get("inv_cache")
     if cache is None:
         cache = node.extras["inv_cache"] = {}
@@ -156,7 +171,7 @@ def _fast_results(w, node, data, type_code, ext, cons) -> tuple | None:
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[key] = got
-    return got + (fp,)
+    return got, fp
 
 
 def _run_fast(fn, data, fp):
@@ -169,10 +184,7 @@ def _run_fast(fn, data, fp):
 
 
 def _failed(w, c: Constraint, path: str) -> None:
-    text = f"Constraint failed: {c.key}: '{c.human}'"
-    if c.source and not c.source.startswith(CORE_PREFIX):
-        text += f" (defined in {c.source})"
-    w.add(c.severity if c.severity in ("error", "warning") else "error", "invariant", text, path)
+    w.add(c.message[0], "invariant", c.message[1], path)
 
 
 class _Lite:

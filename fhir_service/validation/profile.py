@@ -68,8 +68,20 @@ def _show(v) -> str:
     return str(v)
 
 
+def _rules(node) -> tuple:
+    """(fixed/pattern, maxLength, [(bound type, "min" | "max", bound)]) of the element (cached)."""
+    got = node.extras.get("profile-rules")
+    if got is None:
+        ed = node.ed
+        ml = ed.get("maxLength")
+        bounds = tuple((key[8:], "min" if key.startswith("minValue") else "max", value) for key, value in ed.items()
+                       if key.startswith(("minValue", "maxValue")))
+        got = node.extras["profile-rules"] = (fixed_or_pattern(node), ml if isinstance(ml, int) else None, bounds)
+    return got
+
+
 def check(w, node, type_code: str, val, path: str) -> None:
-    fp = fixed_or_pattern(node)
+    fp, ml, bounds = _rules(node)
     if fp is not None and val is not None:
         kind, expected = fp
         if kind == "fixed":
@@ -80,15 +92,10 @@ def check(w, node, type_code: str, val, path: str) -> None:
                       f"{w.model.label if w.model else ''} not found", path)
             else:
                 w.add("error", "value", f"Value is '{_show(val)}' but must be '{_show(expected)}'", path)
-    ed = node.ed
-    ml = ed.get("maxLength")
-    if isinstance(ml, int) and isinstance(val, str) and len(val) > ml:
+    if ml is not None and isinstance(val, str) and len(val) > ml:
         w.add("error", "too-long", f"value is longer than permitted maximum length of {ml}", path)
-    for key, value in ed.items():
-        if key.startswith("minValue"):
-            _bound(w, val, value, key[8:], "min", path)
-        elif key.startswith("maxValue"):
-            _bound(w, val, value, key[8:], "max", path)
+    for btype, kind, value in bounds:
+        _bound(w, val, value, btype, kind, path)
 
 
 def _describe(v: dict) -> str:

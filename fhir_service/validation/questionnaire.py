@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 from datetime import date
 from decimal import Decimal
 
 from ..terminology import Terminology, ucum
+from . import bindings
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
@@ -40,11 +42,27 @@ def _lid(item: dict):
     return lid if isinstance(lid, str) else None
 
 
+_tl = threading.local()  # ext_index: id(item) -> (item, url -> extensions), for one check_response
+
+
 def _ext(item: dict, name: str, prefix: str = EXT) -> list:
-    if not item.get("extension"):
+    exts = item.get("extension")
+    if not exts:
         return []  # the common case, asked for several extensions per item
     url = prefix + name
-    return [e for e in _dicts(item.get("extension")) if e.get("url") == url]
+    index = getattr(_tl, "ext_index", None)
+    if index is None:
+        return [e for e in _dicts(exts) if e.get("url") == url]
+    # each item is asked for a dozen extensions: index its extensions by URL once
+    hit = index.get(id(item))
+    if hit is None or hit[0] is not item:
+        by_url: dict = {}
+        for e in _dicts(exts):
+            u = e.get("url")
+            if isinstance(u, str):
+                by_url.setdefault(u, []).append(e)
+        hit = index[id(item)] = (item, by_url)
+    return hit[1].get(url, [])
 
 
 def _ext_value(item: dict, name: str, prefix: str = EXT):
@@ -158,12 +176,17 @@ def check_response(w, qr: dict, path: str) -> None:
               "performed against the base questionnaire", path + ".questionnaire")
         return
     _check_status(w, q, qr, path)
-    items, complete = _assembled_items(w, qr, q.get("item"), frozenset({ref}))
-    if items is not q.get("item"):
-        q = dict(q, item=items)
-    ctx = _Ctx(w, q, qr)
-    ctx.incomplete = not complete
-    _items(ctx, _dicts(q.get("item")), qr.get("item"), path, path)
+    saved = getattr(_tl, "ext_index", None)
+    _tl.ext_index = {}
+    try:
+        items, complete = _assembled_items(w, qr, q.get("item"), frozenset({ref}))
+        if items is not q.get("item"):
+            q = dict(q, item=items)
+        ctx = _Ctx(w, q, qr)
+        ctx.incomplete = not complete
+        _items(ctx, _dicts(q.get("item")), qr.get("item"), path, path)
+    finally:
+        _tl.ext_index = saved
 
 
 def _check_status(w, q: dict, qr: dict, path: str) -> None:
@@ -404,10 +427,10 @@ def _answer_value_set(ctx: _Ctx, qi: dict, vs_url: str, coding: dict, apath: str
     system, code = coding.get("system"), coding.get("code")
     if not isinstance(code, str):
         return
-    inside = compiled.contains(system if isinstance(system, str) else None, code)
+    inside = bindings.contains(ctx.w, compiled, system if isinstance(system, str) else None, code)
     problem = None
     if inside is True and isinstance(coding.get("display"), str) and isinstance(system, str):
-        r = ctx.term.check_coding(system, code, coding["display"])
+        r = bindings.check_coding(ctx.w, system, code, coding["display"])
         if r.display_ok is False:
             problem = (f" Terminology Error: Wrong Display Name '{coding['display']}' for {system}#{code}. "
                        f"Valid display is '{r.valid_display}'")

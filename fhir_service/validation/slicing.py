@@ -7,6 +7,7 @@ against its slice's definition.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .model import ElementNode, upper_first
 from .profile import fixed_or_pattern, matches_fixed, matches_pattern
@@ -14,7 +15,8 @@ from .profile import fixed_or_pattern, matches_fixed, matches_pattern
 _EXT_CALL = re.compile(r"extension\('([^']*)'\)")
 
 
-def _segments(path: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def _segments(path: str) -> tuple[str, ...]:
     out, depth, cur = [], 0, ""
     for ch in path:
         if ch == "." and depth == 0:
@@ -26,7 +28,7 @@ def _segments(path: str) -> list[str]:
         cur += ch
     if cur:
         out.append(cur)
-    return [s for s in out if s != "$this"]
+    return tuple(s for s in out if s != "$this")
 
 
 # -- the instance side ----------------------------------------------------------------------
@@ -66,7 +68,23 @@ def instance_values(w, value, path: str) -> list:
 
 # -- the definition side --------------------------------------------------------------------
 def element_at(w, node: ElementNode, path: str):
-    """The ElementNode a discriminator path lands on inside a slice (following type profiles)."""
+    """The ElementNode a discriminator path lands on inside a slice (following type profiles).
+    Paths that stay within the node's own children depend on nothing else: cached on the node."""
+    key = ("slice-at", path)
+    hit = node.extras.get(key)
+    if hit is not None:
+        return hit
+    current = node
+    local = True
+    for seg in _segments(path):
+        if _EXT_CALL.fullmatch(seg) or seg == "resolve()" or seg.startswith("ofType(") or \
+                not any(c.name == seg for c in current.children):
+            local = False
+            break
+        current = next(c for c in current.children if c.name == seg)
+    if local:
+        node.extras[key] = current
+        return current
     current = node
     for seg in _segments(path):
         m = _EXT_CALL.fullmatch(seg)
@@ -121,8 +139,42 @@ def _slice_url(w, s: ElementNode) -> str | None:
 
 
 # -- matching -------------------------------------------------------------------------------
+_UNSET = object()
+
+
+def _compiled_match(w, slice_node: ElementNode, dtype, dpath):
+    """A matcher for the discriminators that depend only on the slice's own definition
+    (value/pattern/exists on a path within its children), else None."""
+    if dtype not in ("value", "pattern", "exists") or not isinstance(dpath, str):
+        return None
+    if dpath == "url" and "url" not in [c.name for c in slice_node.children]:
+        return None  # extension slices: by the extension's URL (general code)
+    target = element_at(w, slice_node, dpath)
+    if target is None or slice_node.extras.get(("slice-at", dpath)) is not target:
+        return None
+    if dtype == "exists":
+        required, forbidden = target.min > 0, target.max == 0
+        return lambda w, item: (bool(instance_values(w, item, dpath)) if required else
+                                (not instance_values(w, item, dpath)) if forbidden else True)
+    fp = fixed_or_pattern(target)
+    if fp is None:
+        b = target.ed.get("binding")
+        if b and b.get("strength") == "required" and isinstance(b.get("valueSet"), str):
+            return None  # membership: general code
+        return lambda w, item: True
+    kind, expected = fp
+    test = matches_fixed if kind == "fixed" else matches_pattern
+    return lambda w, item: any(test(v, expected) for v in instance_values(w, item, dpath))
+
+
 def _matches(w, slice_node: ElementNode, item, disc: dict) -> bool:
     dtype, dpath = disc.get("type"), disc.get("path", "$this")
+    key = ("slice-match", dtype, dpath)
+    m = slice_node.extras.get(key, _UNSET)
+    if m is _UNSET:
+        m = slice_node.extras[key] = _compiled_match(w, slice_node, dtype, dpath)
+    if m is not None:
+        return m(w, item)
     if dpath == "url" and "url" not in [c.name for c in slice_node.children] and isinstance(item, dict):
         url = _slice_url(w, slice_node)
         if url is not None:
@@ -193,32 +245,46 @@ def _json_type_fits(item, v, codes: set) -> bool:
     return False
 
 
+def _slicing_plan(node: ElementNode) -> tuple:
+    """(discriminators, rules, ordered, slice -> position) of a sliced element (cached)."""
+    got = node.extras.get("slicing-plan")
+    if got is None:
+        slicing = node.slicing or {}
+        got = node.extras["slicing-plan"] = (slicing.get("discriminator") or [], slicing.get("rules", "open"),
+                                             slicing.get("ordered"), {s: k for k, s in enumerate(node.slices)})
+    return got
+
+
 def assign(w, node: ElementNode, items: list, path: str, parent_path: str) -> list:
     """The slice node (or None) for each item, reporting slice-level problems."""
-    slicing = node.slicing or {}
-    discs = slicing.get("discriminator") or []
+    discs, rules, ordered, order = _slicing_plan(node)
     slices = node.slices
     chosen: list = []
+    counts: dict = {}
     for i, item in enumerate(items):
         hit = None
-        if item is not None:
+        if item is not None and discs:
             for s in slices:
-                if all(_matches(w, s, item, d) for d in discs) if discs else False:
+                if all(_matches(w, s, item, d) for d in discs):
                     hit = s
+                    counts[s] = counts.get(s, 0) + 1
                     break
         chosen.append(hit)
-    label = w.model.label if w.model else node.model.label
     for s in slices:
-        n = sum(1 for c in chosen if c is s)
-        name = f"{node.path}:{s.slice_name}"
-        if n < s.min:
-            w.add("error", "structure", f"Slice '{name}': a matching slice is required, but not found (from {label})"
-                  + (". Note that other slices are allowed in addition to this required slice"
-                     if slicing.get("rules") != "closed" else ""), parent_path)
-        elif n > s.max:
-            w.add("error", "structure", f"{name}: max allowed = {s.max}, but found {n} (from {label})", parent_path)
-    rules = slicing.get("rules", "open")
-    order = {s: k for k, s in enumerate(slices)}
+        n = counts.get(s, 0)
+        if n < s.min or n > s.max:
+            label = w.model.label if w.model else node.model.label
+            name = f"{node.path}:{s.slice_name}"
+            if n < s.min:
+                w.add("error", "structure", f"Slice '{name}': a matching slice is required, but not found (from "
+                      f"{label})" + (". Note that other slices are allowed in addition to this required slice"
+                                     if rules != "closed" else ""), parent_path)
+            else:
+                w.add("error", "structure", f"{name}: max allowed = {s.max}, but found {n} (from {label})",
+                      parent_path)
+    if rules == "open" and not ordered:
+        return chosen  # nothing below can report
+    label = w.model.label if w.model else node.model.label
     last_slice = -1
     seen_unmatched = False
     for i, (item, s) in enumerate(zip(items, chosen)):
@@ -232,7 +298,7 @@ def assign(w, node: ElementNode, items: list, path: str, parent_path: str) -> li
         if rules == "openAtEnd" and seen_unmatched:
             w.add("error", "structure", f"The slice '{s.slice_name}' comes after content that matches no slice "
                   f"(slicing is open at the end only)", ipath)
-        if slicing.get("ordered") and order[s] < last_slice:
+        if ordered and order[s] < last_slice:
             w.add("error", "structure", f"As specified by profile {label}, Element '{node.name}' is out of order "
                   f"(slice '{s.slice_name}')", ipath)
         last_slice = max(last_slice, order[s])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..outcome import Issue
 from . import checks
 from .model import RESOURCE_TYPE_CODES, ElementNode, StructureModel, upper_first
+from .keyplan import MANY, ONE, PRIM, PRIMS
 from .primitives import PRIMITIVE_TYPES, check_primitive, check_resource_id, json_type_name
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Layout:
     """How the children of one (element, type) pair appear in JSON."""
 
     __slots__ = ("keys", "children", "type_root", "type_model", "fp", "_profile_children", "profile_set",
-                 "pos", "required", "profile_required")
+                 "pos", "required", "profile_required", "tables", "after")
 
     def __init__(self, keys, children, type_root, type_model):
         self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
@@ -42,6 +43,16 @@ class Layout:
         self.pos = {c: i for i, c in enumerate(children)}
         self.required = [c for c in children if c.min > 0]
         self.profile_required: list = []
+        # per walk kind (index: base): keyplan tables and the after-children rule plans
+        self.tables: list = [None, None]
+        self.after: list = [None, None]
+
+    def table(self, validator, base: bool) -> dict:
+        from . import keyplan
+        if not base:
+            self.profile_children(validator)
+        got = self.tables[base] = keyplan.build(validator, self, base)
+        return got
 
     def profile_children(self, validator) -> list:
         """The children a profile walk visits (see scope.py)."""
@@ -106,6 +117,7 @@ class Walker:
         self._fp_env = None
         self.frame: Frame | None = None
         self.model: StructureModel | None = None  # the definition currently walked (for messages)
+        self.expr_envs: dict = {}  # Validator.evaluate_expression's environments (this validation)
 
     # -- reporting ---------------------------------------------------------------------------
     def add(self, severity: str, code: str, text: str, path: str) -> None:
@@ -168,36 +180,123 @@ class Walker:
     # -- complex elements --------------------------------------------------------------------
     def complex(self, obj: dict, node: ElementNode, type_code: str, path: str, base: bool,
                 is_resource: bool = False) -> None:
-        layout = self.v.layout(node, type_code)
-        keys = layout.keys
-        groups: dict[ElementNode, list] = {}
-        if base:
-            for key, val in obj.items():
-                ent = keys.get(key)
-                if ent is None:
-                    if not ((is_resource and key == "resourceType") or key == "fhir_comments"):
-                        self.add("error", "structure", f"Unrecognized property '{key}'", path)
-                    continue
-                child = ent[0]
-                g = groups.get(child)
-                if g is None:
-                    groups[child] = [(key, ent[1], ent[2], val)]
-                else:
-                    g.append((key, ent[1], ent[2], val))
-            required = layout.required
+        layout = node._maps.get(type_code) or self.v.layout(node, type_code)
+        table = layout.tables[base]
+        if table is None:
+            table = layout.table(self.v, base)
+        ents = []
+        last, ordered, nreq = -1, True, 0
+        for key, val in obj.items():
+            ent = table.get(key)
+            if ent is None:
+                # profile walks skip what the profile does not change (unknown keys: base walk)
+                if base and not ((is_resource and key == "resourceType") or key == "fhir_comments"):
+                    self.add("error", "structure", f"Unrecognized property '{key}'", path)
+                continue
+            if ent[0] <= last:
+                ordered = False
+            last = ent[0]
+            nreq += ent[9]
+            ents.append((ent, key, val))
+        if not ordered or nreq < len(layout.profile_required if not base else layout.required):
+            self._complex_general(ents, layout, path, base)
         else:
-            # profile walk: only the elements the profile changes (unknown keys: base walk)
-            layout.profile_children(self.v)
-            required = layout.profile_required
-            wanted = layout.profile_set
-            for key, val in obj.items():
-                ent = keys.get(key)
-                if ent is not None and ent[0] in wanted:
-                    g = groups.get(ent[0])
-                    if g is None:
-                        groups[ent[0]] = [(key, ent[1], ent[2], val)]
-                    else:
-                        g.append((key, ent[1], ent[2], val))
+            # definition order, one property per child, no required child missing: the
+            # compiled table says what each value needs (see keyplan.py)
+            for ent, key, val in ents:
+                kind = ent[1]
+                if kind == PRIM:
+                    if type(val) in ent[5]:
+                        chk = ent[6]
+                        if chk is None or chk(val) is None:
+                            plan = ent[7]
+                            if plan:
+                                cpath = path + ent[4]
+                                child, t = ent[2], ent[3]
+                                for fn in plan:
+                                    fn(self, child, t, val, cpath, None)
+                            if ent[8]:
+                                self._cardinality(ent[2], 1, path)
+                            continue
+                elif kind == ONE:
+                    if type(val) is dict and val:
+                        cpath = path + ent[4]
+                        child, t = ent[2], ent[3]
+                        self.complex(val, child, t, cpath, base)
+                        for fn in ent[7] or ():
+                            fn(self, child, t, val, cpath, None)
+                        if ent[8]:
+                            self._cardinality(child, 1, path)
+                        continue
+                elif kind == MANY:
+                    if type(val) is list and val:
+                        self._many(ent, val, path, base)
+                        continue
+                elif kind == PRIMS:
+                    if type(val) is list and val:
+                        self._prims(ent, val, path, base)
+                        continue
+                child = ent[2]
+                self._visit(child, [(key, ent[3], ent[10], val)], path, base)
+        # constraints of the element and of its type, after the children (as FHIR reports them)
+        plan = layout.after[base]
+        if plan is None:
+            plan = layout.after[base] = checks.object_plan(node, type_code, base, layout)
+        for fn in plan:
+            fn(self, node, type_code, obj, path, layout)
+
+    def _many(self, ent, val: list, path: str, base: bool) -> None:
+        """An array of complex values (the fast path's MANY kind)."""
+        child, t, cpath, plan = ent[2], ent[3], path + ent[4], ent[7]
+        n = 0
+        for i, v in enumerate(val):
+            ipath = f"{cpath}[{i}]"
+            if type(v) is dict and v:
+                n += 1
+                self.complex(v, child, t, ipath, base)
+                for fn in plan or ():
+                    fn(self, child, t, v, ipath, None)
+            elif v is None:
+                self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
+                         "entry has content", ipath)
+            else:
+                n += 1
+                self.item(child, t, v, None, ipath, base, i)
+        if n > child.max or n < child.min:
+            self._cardinality(child, n, path)
+
+    def _prims(self, ent, val: list, path: str, base: bool) -> None:
+        """An array of primitive values without "_x" (the fast path's PRIMS kind)."""
+        child, t, cpath, ok, chk, plan = ent[2], ent[3], path + ent[4], ent[5], ent[6], ent[7]
+        n = 0
+        for i, v in enumerate(val):
+            if type(v) in ok and (chk is None or chk(v) is None):
+                n += 1
+                if plan:
+                    ipath = f"{cpath}[{i}]"
+                    for fn in plan:
+                        fn(self, child, t, v, ipath, None)
+            elif v is None:
+                self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
+                         "entry has content", f"{cpath}[{i}]")
+            else:
+                n += 1
+                self.item(child, t, v, None, f"{cpath}[{i}]", base, i)
+        if n > child.max or n < child.min:
+            self._cardinality(child, n, path)
+
+    def _complex_general(self, ents: list, layout: Layout, path: str, base: bool) -> None:
+        """Children in definition order, "_x" siblings and choice types paired, absent required
+        children reported."""
+        groups: dict[ElementNode, list] = {}
+        for ent, key, val in ents:
+            child = ent[2]
+            g = groups.get(child)
+            if g is None:
+                groups[child] = [(key, ent[3], ent[10], val)]
+            else:
+                g.append((key, ent[3], ent[10], val))
+        required = layout.required if base else layout.profile_required
         # only present children and absent required ones need a visit (in definition order)
         order = list(groups)
         absent = [c for c in required if c not in groups]
@@ -208,25 +307,27 @@ class Walker:
             g = groups.get(child)
             if g is None:
                 self._cardinality(child, 0, path)
-                continue
-            if len(g) == 1 and not child.is_array:
-                key, t, underscore, val = g[0]
-                if not underscore and t in PRIMITIVE_TYPES and val is not None and type(val) in _SCALARS:
-                    # fast path for the most common case: one primitive value, no "_x" sibling
-                    probs = check_primitive(t, val) if base else None
-                    plan = None if probs else checks.value_plan(child, t, base)
-                    if probs or plan:  # the path is only built when something may report
-                        cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
-                        for sev, code, text in probs or ():
-                            self.add(sev, code, text, cpath)
-                        for fn in plan or ():
-                            fn(self, child, t, val, cpath, None)
-                    if child.max < 1 or child.min > 1:
-                        self._cardinality(child, 1, path)
-                    continue
-            self._child(child, g, path, base)
-        # constraints of the element and of its type, after the children (as FHIR reports them)
-        checks.after_children(self, node, type_code, obj, path, base, layout)
+            else:
+                self._visit(child, g, path, base)
+
+    def _visit(self, child: ElementNode, g: list, path: str, base: bool) -> None:
+        """One present child: its properties as (json key, type, is "_x", value)."""
+        if len(g) == 1 and not child.is_array:
+            key, t, underscore, val = g[0]
+            if not underscore and t in PRIMITIVE_TYPES and val is not None and type(val) in _SCALARS:
+                # one primitive value, no "_x" sibling
+                probs = check_primitive(t, val) if base else None
+                plan = None if probs else checks.value_plan(child, t, base)
+                if probs or plan:  # the path is only built when something may report
+                    cpath = f"{path}.{child.name}.ofType({t})" if child.choice else path + "." + child.name
+                    for sev, code, text in probs or ():
+                        self.add(sev, code, text, cpath)
+                    for fn in plan or ():
+                        fn(self, child, t, val, cpath, None)
+                if child.max < 1 or child.min > 1:
+                    self._cardinality(child, 1, path)
+                return
+        self._child(child, g, path, base)
 
     def _child(self, child: ElementNode, entries: list, path: str, base: bool) -> None:
         if len(entries) == 1:  # the common case: one property, no "_x" sibling

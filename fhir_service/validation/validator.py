@@ -298,17 +298,26 @@ class Validator:
         """A FHIRPath expression on a resource (SDC expressions): plain values, or None on failure."""
         from .fp_compiler import Env, compile_expression, evaluate
         from .fp_values import Item
-        root = Item(resource, None, resource.get("resourceType"))
-        env_vars = {"resource": [root], "rootResource": [root]}
-        for k, v in (variables or {}).items():
-            env_vars[k] = [Item(v, None, v.get("resourceType") if isinstance(v, dict) else None)]
+        # one Env per (resource, variables) for the whole validation: it keeps the results of
+        # subexpressions that depend only on them (%resource.repeat(item), ...)
+        key = (id(resource),) + tuple((k, id(v)) for k, v in (variables or {}).items())
+        hit = w.expr_envs.get(key) if w is not None else None
+        if hit is None:
+            root = Item(resource, None, resource.get("resourceType"))
+            env_vars = {"resource": [root], "rootResource": [root]}
+            for k, v in (variables or {}).items():
+                env_vars[k] = [Item(v, None, v.get("resourceType") if isinstance(v, dict) else None)]
+            hit = (resource, variables, root, Env(self, env_vars))  # (the objects stay alive: ids stay theirs)
+            if w is not None:
+                w.expr_envs[key] = hit
+        root, env = hit[2], hit[3]
         try:
             fn = compile_expression(expression)
         except Exception:
             fn = None
         if fn is not None:
             try:
-                return [i.v for i in evaluate(fn, Env(self, env_vars), root)]
+                return [i.v for i in evaluate(fn, env, root)]
             except Exception:
                 return None
         from .. import fhirpath

@@ -1,0 +1,115 @@
+"""The speed paths must give the general code's answers.
+
+- fp_fast (invariants and macro criteria straight on the JSON) against the compiled FHIRPath
+  engine, on every invariant evaluated over profiles/ and examples/;
+- the walker's key-table fast path against its general path (properties out of definition
+  order, "_x" siblings, two choice types), by comparing issues.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import ROOT
+from fhir_service import jsonutil
+
+
+@pytest.fixture(scope="module")
+def defs():
+    from fhir_service.config import Settings
+    from fhir_service.definitions.fetch import core_package_dir, is_present
+    from fhir_service.definitions.registry import Definitions
+    cache = Settings().package_cache
+    if not is_present(cache):
+        pytest.skip("R4 core package not installed (fhir-service definitions fetch)")
+    d = Definitions(core_package_dir(cache))
+    d.add_path(ROOT / "profiles")
+    return d
+
+
+def _corpus() -> list[dict]:
+    out = []
+    for path in sorted((ROOT / "profiles").glob("*.json")) + sorted((ROOT / "examples").glob("*.json")):
+        if path.name != "package.json":
+            out.append(jsonutil.loads(path.read_bytes()))
+    return out
+
+
+def test_fast_invariants_agree_with_the_compiled_engine(defs, monkeypatch):
+    from fhir_service.validation import fp_compiler, invariants, validate_resource
+    from fhir_service.validation.fp_values import Item, as_bool
+
+    checked, wrong = [0], []
+    evaluate = invariants.evaluate
+
+    def both(w, node, data, path, type_code, ext=None):
+        cons = invariants.constraints_of(node)
+        got = invariants._fast_results(w, node, data, type_code, ext, cons) if cons and type(data) is dict else None
+        for i, c in enumerate(cons if got is not None else ()):
+            ok = got[0][i]
+            if ok is invariants._LIVE:
+                ok = invariants._run_fast(c.fast.fn, data, got[1])
+            if ok is None or c.fallback:
+                continue
+            checked[0] += 1
+            try:
+                r = fp_compiler.evaluate(c.fn, w.v.fp_env(w), Item(data, node, type_code, ext))
+                general = len(r) == 1 and r[0].v is True
+            except Exception as exc:  # the fast path should have bailed
+                general = repr(exc)
+            if general != ok:
+                wrong.append((c.key, path, ok, general))
+        return evaluate(w, node, data, path, type_code, ext)
+
+    per_item = fp_compiler._per_item
+
+    def per_item_both(env, it, i, fn, focus):
+        fast = per_item(env, it, i, fn, focus)
+        general = fp_compiler._with_this(env, it, i, fn, focus)
+        checked[0] += 1
+
+        def norm(x):
+            try:
+                return as_bool(x)
+            except Exception:
+                return "error"
+        if norm(fast) != norm(general):
+            wrong.append(("criterion", it, norm(fast), norm(general)))
+        return fast
+
+    monkeypatch.setattr(invariants, "evaluate", both)
+    monkeypatch.setattr(fp_compiler, "_per_item", per_item_both)
+    for res in _corpus():
+        validate_resource(res, defs)
+    assert checked[0] > 500
+    assert wrong == []
+
+
+def _issues(res, defs):
+    from fhir_service.validation import validate_resource
+    return sorted((i.severity, i.code, "|".join(i.expression), i.text) for i in validate_resource(res, defs))
+
+
+def test_property_order_does_not_change_results(defs):
+    """Reversed property order takes the general path; the issues must be the same."""
+    def reverse(x):
+        if isinstance(x, dict):
+            return {k: reverse(x[k]) for k in reversed(list(x))}
+        if isinstance(x, list):
+            return [reverse(e) for e in x]
+        return x
+    for res in _corpus():
+        assert _issues(reverse(copy.deepcopy(res)), defs) == _issues(res, defs), res.get("id")
+
+
+def test_general_path_cases_still_reported(defs):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "valueString": "a", "valueInteger": 1, "_status": {"extension": [{"url": "http://example.org/x",
+                                                                            "valueString": "y"}]},
+           "category": [None], "issued": 5}
+    got = _issues(obs, defs)
+    texts = " ".join(t for _, _, _, t in got)
+    assert "Only one value is allowed for the choice element value[x]" in texts
+    assert "Null values are not allowed in arrays" in texts
+    assert "the primitive value must be a string" in texts
