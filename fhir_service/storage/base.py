@@ -97,10 +97,13 @@ class Session(ABC):
             if not rows:
                 continue
             table = next(t for t in INDEX_TABLES if t.name == table_name)
-            cols = ", ".join(("res_type", "res_id", "n") + table.columns)
-            marks = ", ".join("?" for _ in range(len(table.columns) + 3))
-            self.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})",
+            self.insert_rows(table.name, ("res_type", "res_id", "n") + table.columns,
                              [(res_type, res_id, i, *r) for i, r in enumerate(rows)])
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        """INSERT several rows into one table (backends may do it in fewer statements)."""
+        marks = ", ".join("?" for _ in columns)
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 class Repository(ABC):

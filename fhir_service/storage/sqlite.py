@@ -28,6 +28,18 @@ class SQLiteSession(SQLSession):
     def executemany(self, sql, rows: Sequence[Sequence]):
         self.conn.executemany(sql, rows)
 
+    def insert_rows(self, table, columns, rows):
+        # One multi-row INSERT is one sqlite3_step, so one release of the GIL: executemany
+        # steps (and gives up the GIL) once per row, and under load every time it wants the
+        # GIL back the writer waits behind the threads doing Python work.
+        width = len(columns)
+        per_statement = max(1, _MAX_PARAMS // width)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            values = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(chunk))
+            self.conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}",
+                              [v for row in chunk for v in row])
+
     def bool_value(self, value: bool):
         return 1 if value else 0
 
@@ -52,6 +64,7 @@ class SQLiteSession(SQLSession):
             raise WriteConflict(f"{row.res_type}/{row.res_id} already exists") from exc
 
 
+_MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
 _BACKSTOP_PAGES = 10000  # ~40 MB of WAL
 
 
