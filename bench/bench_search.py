@@ -29,7 +29,7 @@ from fhir_service import jsonutil  # noqa: E402
 from fhir_service.definitions.registry import get_definitions  # noqa: E402
 from fhir_service.search import index_resource, search  # noqa: E402
 from fhir_service.storage import open_repository  # noqa: E402
-from fhir_service.storage.schema import INDEX_TABLES, index_ddl, index_names  # noqa: E402
+from fhir_service.storage.schema import ALL_TABLES, INDEX_TABLES, index_ddl, index_names  # noqa: E402
 from generate_population import NHS, patient_bundle, practices  # noqa: E402
 
 STAMP = "2025-06-01T00:00:00.000Z"
@@ -131,8 +131,9 @@ def load(args) -> None:
             for stmt in index_ddl(s.dialect, t):
                 s.execute(stmt)
     if repo.dialect == "postgresql":
-        with repo.pool.connection() as conn:
-            conn.execute("VACUUM ANALYZE")  # statistics, and the visibility map for index-only scans
+        with repo.pool.connection() as conn:  # statistics, and the visibility map for index-only scans
+            for table in ALL_TABLES:
+                conn.execute(f"VACUUM (ANALYZE) {table}")
     else:
         with repo.transaction(write=True) as s:
             s.execute("ANALYZE")

@@ -114,9 +114,11 @@ class PostgresRepository(Repository):
             raise ValueError(f"invalid schema name {self.schema!r}")
         conninfo = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
         # Autocommit connections: a lone read is one round trip; transactions say BEGIN themselves.
-        kwargs = {"autocommit": True}
+        # Custom plans always: search SQL is the same text with very different values (a patient
+        # id vs a common code), and a cached generic plan can pick a scan (issue 3 bench).
+        kwargs = {"autocommit": True, "options": "-c plan_cache_mode=force_custom_plan"}
         if self.schema:
-            kwargs["options"] = f"-c search_path={self.schema}"
+            kwargs["options"] += f" -c search_path={self.schema}"
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
