@@ -51,7 +51,8 @@ def match(session, definitions, resource_type: str, query: str) -> list[tuple[st
     if not any(tq.conds for tq in plan.tqs):
         raise error(400, "invalid", f"conditional criteria '{query}' select no search parameter", resource_type)
     where, args = C.where_all(ctx, plan.tqs)
-    rows = session.query(f"SELECT r.res_type, r.res_id FROM resource r WHERE {where} LIMIT ?", [*args, MATCH_LIMIT])
+    rows = session.query(f"SELECT r.res_type, r.res_id FROM resource r WHERE {where} LIMIT ?", [*args, MATCH_LIMIT],
+                         plan_per_call=True)
     return [(r[0], r[1]) for r in rows]
 
 
@@ -87,11 +88,11 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
     if plan.summary == "count" or plan.count == 0:
         total = None
         if plan.total != "none":
-            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args)[0][0])
+            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
         return B.searchset(total=total, links=links, entries=[], ignored=plan.ignored)
     order_sql, order_args = _order(ctx, plan)
     rows = session.query(f"SELECT r.res_type, r.res_id, r.content FROM resource r WHERE {where} "
-                         f"ORDER BY {order_sql} LIMIT ?", [*args, *order_args, plan.count + 1])
+                         f"ORDER BY {order_sql} LIMIT ?", [*args, *order_args, plan.count + 1], plan_per_call=True)
     ignored = list(plan.ignored)
     if len(rows) <= plan.count:
         matches = [(r[0], r[1], r[2]) for r in rows]
@@ -103,7 +104,7 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
         matches = paging.read(session, sid, 0, plan.count)
         total = held
         if held >= paging.MAX_ENTRIES:
-            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args)[0][0])
+            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
             ignored.append(Issue("warning", "too-costly",
                                  f"only the first {held} of {total} matches can be paged; narrow the search"))
         links += paging.page_links(base_url, sid, 0, plan.count, held)

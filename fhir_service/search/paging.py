@@ -45,7 +45,7 @@ def create(session, select_sql: str, order_sql: str, params: list, order_params:
         f"SELECT ?, x.rn - 1, x.res_type, x.res_id, x.version, ? FROM ("
         f"SELECT r.res_type, r.res_id, r.version, ROW_NUMBER() OVER (ORDER BY {order_sql}) AS rn "
         f"FROM resource r WHERE {select_sql}) x WHERE x.rn <= ?",
-        [sid, "match", *order_params, *params, MAX_ENTRIES])
+        [sid, "match", *order_params, *params, MAX_ENTRIES], plan_per_call=True)
     session.execute("UPDATE search_snapshot SET total = ? WHERE id = ?", (n, sid))
     return sid, n
 

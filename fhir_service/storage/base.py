@@ -76,11 +76,15 @@ class Session(ABC):
         """Serialise transactions that use the same key until this one ends."""
 
     @abstractmethod
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run SQL written with ``?`` placeholders; all values must be parameters."""
+    def query(self, sql: str, params: Sequence[Any] = (), *, plan_per_call: bool = False) -> list[tuple]:
+        """Run SQL written with ``?`` placeholders; all values must be parameters.
+
+        ``plan_per_call``: the same SQL text meets very different values (a search: one
+        patient's id, or a code half the table has), so a backend that caches plans must plan
+        it afresh for each call's values."""
 
     @abstractmethod
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def execute(self, sql: str, params: Sequence[Any] = (), *, plan_per_call: bool = False) -> int: ...
 
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...

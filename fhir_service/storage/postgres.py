@@ -34,14 +34,17 @@ class PostgresSession(SQLSession):
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
 
-    def query(self, sql, params=()):
+    # plan_per_call: never prepared. An unnamed statement is planned with its actual values;
+    # a prepared one may switch to a generic plan, which for searches can be a scan (seen at
+    # 100k patients). Everything else is prepared after a few runs (psycopg's default).
+    def query(self, sql, params=(), *, plan_per_call=False):
         with self.conn.cursor() as cur:
-            cur.execute(_pg(sql), tuple(params))
+            cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.fetchall()
 
-    def execute(self, sql, params=()):
+    def execute(self, sql, params=(), *, plan_per_call=False):
         with self.conn.cursor() as cur:
-            cur.execute(_pg(sql), tuple(params))
+            cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.rowcount
 
     def executemany(self, sql, rows: Sequence[Sequence]):
@@ -114,11 +117,9 @@ class PostgresRepository(Repository):
             raise ValueError(f"invalid schema name {self.schema!r}")
         conninfo = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
         # Autocommit connections: a lone read is one round trip; transactions say BEGIN themselves.
-        # Custom plans always: search SQL is the same text with very different values (a patient
-        # id vs a common code), and a cached generic plan can pick a scan (issue 3 bench).
-        kwargs = {"autocommit": True, "options": "-c plan_cache_mode=force_custom_plan"}
+        kwargs = {"autocommit": True}
         if self.schema:
-            kwargs["options"] += f" -c search_path={self.schema}"
+            kwargs["options"] = f"-c search_path={self.schema}"
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)

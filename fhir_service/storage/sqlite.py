@@ -19,10 +19,11 @@ class SQLiteSession(SQLSession):
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
-    def query(self, sql, params=()):
+    # SQLite plans each statement without looking at parameter values: plan_per_call is moot.
+    def query(self, sql, params=(), *, plan_per_call=False):
         return self.conn.execute(sql, tuple(params)).fetchall()
 
-    def execute(self, sql, params=()):
+    def execute(self, sql, params=(), *, plan_per_call=False):
         return self.conn.execute(sql, tuple(params)).rowcount
 
     def executemany(self, sql, rows: Sequence[Sequence]):
