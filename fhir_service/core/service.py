@@ -115,13 +115,21 @@ class FHIRService:
         where only one writer at a time may work."""
         return search.index_resource(self.definitions, resource)
 
-    def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str,
-               index_rows: IndexRows | None = None) -> Row:
+    @staticmethod
+    def _version_content(resource: dict, res_id: str, version: int) -> tuple[str, dict, str]:
+        """(lastUpdated, the resource with server meta, its JSON text) for a new version."""
         last_updated = now_instant()
         content = with_meta(resource, res_id, version, last_updated)
+        return last_updated, content, jsonutil.dumps(content)
+
+    def _store(self, session: Session, res_type: str, res_id: str, resource: dict, version: int, method: str,
+               index_rows: IndexRows | None = None, prepared: tuple[str, dict, str] | None = None) -> Row:
+        """Write a new version. ``prepared`` (from _version_content) is made before the write
+        transaction where it can be (a create knows its id and version), off the single writer."""
+        last_updated, content, text = prepared or self._version_content(resource, res_id, version)
         if index_rows is None:
             index_rows = self.index_rows(content)
-        row = session.write(Row(res_type, res_id, version, last_updated, False, jsonutil.dumps(content), method), index_rows)
+        row = session.write(Row(res_type, res_id, version, last_updated, False, text, method), index_rows)
         if res_type in CONFORMANCE_TYPES:
             self.definitions.add(content)
         return row
@@ -142,13 +150,15 @@ class FHIRService:
         resource.pop("id", None)  # the server assigns the id
         warnings = [] if prevalidated else self.validate(resource)
         index_rows = self.index_rows(resource)
+        new_res_id = res_id or new_id()
+        prepared = self._version_content(resource, new_res_id, 1)
 
         def work(s: Session) -> Result:
             if if_none_exist:
                 hit = self._match_one_or_none(s, res_type, if_none_exist, "Conditional create")
                 if hit:
                     return Result(200, s.current(*hit))
-            row = self._store(s, res_type, res_id or new_id(), resource, 1, "POST", index_rows)
+            row = self._store(s, res_type, new_res_id, resource, 1, "POST", index_rows, prepared)
             return Result(201, row, warnings)
         return self.in_write_transaction(work, session)
 
