@@ -140,13 +140,27 @@ class PostgresRepository(Repository):
         else:
             cm.__exit__(None, None, None)
 
+    # A lone statement on an autocommit connection needs no transaction handling: taking the
+    # connection from the pool directly skips the context manager's commit-on-exit work.
     def query_once(self, sql, params=()):
-        with self.pool.connection() as conn:
+        conn = self._getconn()
+        try:
             return PostgresSession(conn).query(sql, params)
+        finally:
+            self.pool.putconn(conn)
 
     def current(self, res_type, res_id):
-        with self.pool.connection() as conn:
+        conn = self._getconn()
+        try:
             return PostgresSession(conn).current(res_type, res_id)
+        finally:
+            self.pool.putconn(conn)
+
+    def _getconn(self) -> psycopg.Connection:
+        try:
+            return self.pool.getconn()
+        except psycopg.Error as exc:
+            raise StorageError(f"database unavailable: {exc}") from exc
 
     def create_schema(self) -> None:
         with self.pool.connection() as conn, conn.transaction():
