@@ -323,12 +323,17 @@ class FHIRService:
             self.check_type(compartment[0])
             check_id(compartment[1])
         self.sync_conformance()
-        # A search larger than a page snapshots its results for stable paging: that writes.
-        with self.repo.transaction(write=True) as s:
-            return search.search(s, self.definitions, resource_type=res_type, params=params, base_url=base_url,
-                                 strict=strict, compartment=compartment)
+        kwargs = dict(resource_type=res_type, params=params, base_url=base_url, strict=strict, compartment=compartment)
+        try:
+            # Most searches fit in a page: a read transaction, which never waits for writers.
+            with self.repo.transaction() as s:
+                return search.search(s, self.definitions, may_snapshot=False, **kwargs)
+        except search.NeedsSnapshot:
+            # Larger results are snapshotted for stable paging, which writes.
+            with self.repo.transaction(write=True) as s:
+                return search.search(s, self.definitions, **kwargs)
 
     def search_page(self, params: list[tuple[str, str]], base_url: str) -> dict:
-        with self.repo.transaction(write=True) as s:
+        with self.repo.transaction() as s:
             return search.page(s, self.definitions, params, base_url)
 

@@ -7,8 +7,8 @@ Interface used by core and api:
 - ``match(session, definitions, resource_type, query) -> list[(type, id)]``: current,
   non-deleted resources matching a query string (conditional create/update/delete and
   conditional references). Strict: FHIRError(400) for an invalid or unknown parameter.
-- ``search(session, definitions, *, resource_type, params, base_url, strict, compartment)``:
-  a searchset Bundle (type, system and compartment searches).
+- ``search(session, definitions, *, resource_type, params, base_url, strict, compartment,
+  may_snapshot)``: a searchset Bundle (type, system and compartment searches).
 - ``page(session, definitions, params, base_url)``: a later page, for ``GET [base]?_getpages=``.
 - ``capability_search_params(definitions, resource_type)`` and ``SPECIAL_SUPPORT``: for the
   CapabilityStatement.
@@ -17,7 +17,8 @@ Interface used by core and api:
 Paging (see paging.py): results larger than one page are snapshotted in the database, so
 ``next`` links are stable under concurrent writes and survive restarts; they expire after
 FHIR_SEARCH_SNAPSHOT_TTL seconds (default 1 h) with 410 Gone. A search that makes a snapshot
-writes, so run ``search``/``page`` in a ``repo.transaction(write=True)`` on SQLite.
+writes: run ``search`` in a read transaction with ``may_snapshot=False`` first, and again in
+a write transaction if it raises NeedsSnapshot. ``page`` only reads.
 """
 from __future__ import annotations
 
@@ -73,8 +74,14 @@ def _self_base(base_url: str, resource_type: str | None, compartment) -> str:
     return f"{base_url}/{resource_type}" if resource_type else base_url
 
 
+class NeedsSnapshot(Exception):
+    """The search has more matches than a page: it must run again where it may write its snapshot."""
+
+
 def search(session, definitions, *, resource_type: str | None, params: list[tuple[str, str]], base_url: str,
-           strict: bool, compartment: tuple[str, str] | None = None) -> dict:
+           strict: bool, compartment: tuple[str, str] | None = None, may_snapshot: bool = True) -> dict:
+    """One page of results. Results larger than a page are snapshotted (a write): with
+    ``may_snapshot=False`` (a read-only transaction) that case raises NeedsSnapshot instead."""
     base_url = base_url.rstrip("/")
     default_count, max_count = _limits()
     ctx = C.Ctx(definitions, session.dialect, base_url)
@@ -99,6 +106,8 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
         total = len(matches)
         links.append(("first", self_url))
     else:
+        if not may_snapshot:
+            raise NeedsSnapshot()
         state = [("_t", resource_type or ""), ("_c", "/".join(compartment) if compartment else ""), *plan.used]
         sid, held = paging.create(session, where, order_sql, args, order_args, state)
         matches = paging.read(session, sid, 0, plan.count)
