@@ -17,6 +17,11 @@ def default_package_cache() -> Path:
     return Path(_env("PACKAGE_CACHE", str(Path.home() / ".fhir" / "packages")))
 
 
+def page_limits() -> tuple[int, int]:
+    """(default, maximum) search page size. Read on their own, cheaply: every search asks."""
+    return int(_env("DEFAULT_PAGE_SIZE", "20")), int(_env("MAX_PAGE_SIZE", "1000"))
+
+
 @dataclass
 class Settings:
     database: str = field(default_factory=lambda: _env("DATABASE", "sqlite:///" + str(PROJECT_ROOT / "data" / "fhir.db")))
@@ -30,8 +35,8 @@ class Settings:
     profiles_dir: Path = field(default_factory=lambda: Path(_env("PROFILES_DIR", str(PROJECT_ROOT / "profiles"))))
     max_body_bytes: int = field(default_factory=lambda: int(_env("MAX_BODY_BYTES", str(16 * 1024 * 1024))))
     max_json_depth: int = field(default_factory=lambda: int(_env("MAX_JSON_DEPTH", "64")))
-    default_page_size: int = field(default_factory=lambda: int(_env("DEFAULT_PAGE_SIZE", "20")))
-    max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))
+    default_page_size: int = field(default_factory=lambda: page_limits()[0])
+    max_page_size: int = field(default_factory=lambda: page_limits()[1])
     # What a write naming an unknown profile in meta.profile gets: "warning" or "error".
     unknown_profile: str = field(default_factory=lambda: _env("UNKNOWN_PROFILE", "warning"))
     # Whether writes are validated at all (always on in production; a switch for bulk loads).

@@ -40,9 +40,8 @@ MATCH_LIMIT = 1000
 
 
 def _limits() -> tuple[int, int]:
-    from ..config import Settings
-    s = Settings()
-    return s.default_page_size, s.max_page_size
+    from ..config import page_limits
+    return page_limits()
 
 
 def match(session, definitions, resource_type: str, query: str) -> list[tuple[str, str]]:

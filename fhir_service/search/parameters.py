@@ -22,6 +22,8 @@ def invalid(name: str, text: str) -> FHIRError:
 
 def split_unescaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` not preceded by a backslash; escapes are kept (unescape later)."""
+    if "\\" not in text:
+        return text.split(sep)  # the common case, without a character-by-character walk
     out, cur, i = [], [], 0
     while i < len(text):
         c = text[i]
