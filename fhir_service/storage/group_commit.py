@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Any, Callable, ContextManager
 
-from .base import Session
+from .base import Session, StorageError
 
 MAX_BATCH = 64  # bounds how long the first request of a batch waits for the others
 
@@ -78,7 +78,7 @@ class GroupCommitter:
             # with another process): nothing of the batch was kept. Run each job in a
             # transaction of its own, so that each gets its own true outcome.
             if len(batch) == 1:
-                batch[0].result, batch[0].error = None, exc
+                batch[0].result, batch[0].error = None, _not_committed(exc)
             else:
                 for job in batch:
                     self._commit_alone(job)
@@ -90,9 +90,9 @@ class GroupCommitter:
         job.result, job.error = None, None
         try:
             with self._begin() as session:
-                job.result = job.work(session)
+                self._run_one(session, job)
         except BaseException as exc:
-            job.result, job.error = None, exc
+            job.result, job.error = None, _not_committed(exc)
 
     @staticmethod
     def _run_one(session: Session, job: _Job) -> None:
@@ -101,7 +101,12 @@ class GroupCommitter:
             job.result = job.work(session)
         except BaseException as exc:
             job.error = exc
-            # If the database dropped the whole transaction this raises, and _commit fails
-            # every job of the batch: none of their writes survive to be reported as stored.
+            # If the database dropped the whole transaction this raises, and _commit runs
+            # every job of the batch again on its own: no write is reported as stored unless it is.
             session.execute("ROLLBACK TO request")
         session.execute("RELEASE request")
+
+
+def _not_committed(exc: BaseException) -> StorageError:
+    """What a job is told when the transaction around it failed (not the job's own error)."""
+    return exc if isinstance(exc, StorageError) else StorageError(f"the write was not committed: {exc}")

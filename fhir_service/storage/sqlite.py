@@ -150,7 +150,8 @@ class SQLiteRepository(Repository):
         try:
             yield SQLiteSession(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (a failed statement may already have ended it)
+                conn.execute("ROLLBACK")
             raise
         try:
             conn.execute("COMMIT")
