@@ -30,26 +30,22 @@ class Refused(Exception):
     pass
 
 
-def _run_concurrently(repo, n: int, fail_every: int):
-    """n threads write one row each; every fail_every-th writes and then raises."""
-    start = threading.Barrier(n)
+def _write_concurrently(repo, n: int, work_for) -> dict[int, object]:
+    """n threads each run_write(work_for(i)) at once: {i: result or the exception raised}.
+
+    A slow first write keeps the writer busy while the others queue up behind it, so they are
+    committed together: successes and failures mixed in one batch."""
+    start = threading.Barrier(n + 1)
     outcome: dict[int, object] = {}
 
     def client(i: int) -> None:
-        def work(s):
-            s.write(_row(i), None)
-            if i % fail_every == 0:
-                raise Refused(i)
-            return i
         start.wait()
         try:
-            outcome[i] = repo.run_write(work)
-        except Refused as exc:
+            outcome[i] = repo.run_write(work_for(i))
+        except Exception as exc:
             outcome[i] = exc
 
-    # A slow first write keeps the writer busy while the others queue up behind it, so they
-    # are committed together: successes and failures mixed in one batch.
-    blocker = threading.Thread(target=repo.run_write, args=(lambda s: time.sleep(0.3),))
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: start.wait() or time.sleep(0.3),))
     blocker.start()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
     for t in threads:
@@ -60,7 +56,15 @@ def _run_concurrently(repo, n: int, fail_every: int):
 
 
 def test_each_write_succeeds_or_fails_alone(repo):
-    outcome = _run_concurrently(repo, 48, fail_every=5)
+    def work_for(i):
+        def work(s):
+            s.write(_row(i), None)
+            if i % 5 == 0:
+                raise Refused(i)
+            return i
+        return work
+
+    outcome = _write_concurrently(repo, 48, work_for)
     for i, result in outcome.items():
         stored = repo.current("Basic", f"b{i}")
         if i % 5 == 0:
@@ -104,28 +108,15 @@ def test_work_inside_a_transaction_joins_it(repo):
 def test_a_write_that_breaks_the_shared_transaction_harms_only_itself(repo):
     # One write ends the transaction it shares with others (as a deadlock abort would): its
     # neighbours in the batch must still be stored, and it alone must fail.
-    start = threading.Barrier(9)
-    outcome: dict[int, object] = {}
-
-    def client(i: int) -> None:
+    def work_for(i):
         def work(s):
             s.write(_row(i), None)
             if i == 4:
                 s.execute("ROLLBACK")  # the whole transaction is gone, savepoints included
             return i
-        start.wait()
-        try:
-            outcome[i] = repo.run_write(work)
-        except Exception as exc:
-            outcome[i] = exc
+        return work
 
-    blocker = threading.Thread(target=repo.run_write, args=(lambda s: start.wait() or time.sleep(0.3),))
-    blocker.start()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads + [blocker]:
-        t.join()
+    outcome = _write_concurrently(repo, 8, work_for)
     assert isinstance(outcome[4], StorageError), outcome[4]
     assert repo.current("Basic", "b4") is None
     for i in (0, 1, 2, 3, 5, 6, 7):
