@@ -37,6 +37,50 @@ def _corpus() -> list[dict]:
 
 
 def test_fast_invariants_agree_with_the_compiled_engine(defs, monkeypatch):
+    checked, wrong = _fast_against_general(defs, monkeypatch, _corpus())
+    assert checked > 500
+    assert wrong == []
+
+
+def _peak_flow_variants() -> list[dict]:
+    """The peak-flow Observation with the values fp_fast's direct reads (member = 'text',
+    number literal comparisons) must hand back or answer exactly as the general engine."""
+    from decimal import Decimal
+    bundle = jsonutil.loads((ROOT / "examples" / "01-fiona-macleod.json").read_bytes())
+    base = next(e["resource"] for e in bundle["entry"] if "asthma-peak-flow" in str(e["resource"].get("meta")))
+    out = []
+    for value in (29, 30, 900, 901, Decimal("29.99"), Decimal("900.0"), 460.5, 460.0, True, "460", None,
+                  [460], {"value": 1}):
+        r = copy.deepcopy(base)
+        r["valueQuantity"]["value"] = value
+        out.append(r)
+    for coding in ([{"system": "http://snomed.info/sct", "code": "18491006"}],
+                   [{"system": "http://snomed.info/sct", "code": "x"}, {"system": "http://snomed.info/sct"}],
+                   [{"system": "http://snomed.info/sct", "_system": {"extension": []}, "code": "18491006"}],
+                   [{"system": 5, "code": ["251936000"]}], [{"code": "251936000"}], []):
+        r = copy.deepcopy(base)
+        r["code"]["coding"] = coding
+        out.append(r)
+    for q in ({"system": "http://unitsofmeasure.org", "code": "%", "value": 50},
+              {"system": "http://unitsofmeasure.org", "_code": {"id": "c"}, "code": "L/min", "value": 50},
+              {"system": ["http://unitsofmeasure.org"], "code": "L/min", "value": 50}):
+        r = copy.deepcopy(base)
+        r["valueQuantity"] = q
+        out.append(r)
+    r = copy.deepcopy(base)
+    del r["valueQuantity"]
+    r["valueInteger"] = 460
+    out.append(r)
+    return out
+
+
+def test_fast_invariants_agree_on_edge_values(defs, monkeypatch):
+    checked, wrong = _fast_against_general(defs, monkeypatch, _peak_flow_variants())
+    assert checked > 50
+    assert wrong == []
+
+
+def _fast_against_general(defs, monkeypatch, resources) -> tuple[int, list]:
     from fhir_service.validation import fp_compiler, invariants, validate_resource
     from fhir_service.validation.fp_values import Item, as_bool
 
@@ -80,10 +124,10 @@ def test_fast_invariants_agree_with_the_compiled_engine(defs, monkeypatch):
 
     monkeypatch.setattr(invariants, "evaluate", both)
     monkeypatch.setattr(fp_compiler, "_per_item", per_item_both)
-    for res in _corpus():
+    for res in resources:
         validate_resource(res, defs)
-    assert checked[0] > 500
-    assert wrong == []
+    monkeypatch.undo()
+    return checked[0], wrong
 
 
 def _issues(res, defs):
