@@ -165,16 +165,17 @@ def collect(d: dict, fp: dict, name: str) -> list:
 _SCALARS = frozenset({str, bool, int})
 
 
-def signature(d: dict, fp: dict, uses: tuple):
-    """What the results of expressions with these ``uses`` depend on in ``d``, hashable
-    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
-    from the JSON, as collect() would see it."""
+def signature_plan(fp: dict, uses: tuple) -> tuple:
+    """``uses`` with each name's entries looked up in ``fp`` once (for signature_of)."""
+    return tuple((fp.get(name, ()), kind == "len") for name, kind in uses)
+
+
+def signature_of(d: dict, plan: tuple):
+    """signature(), from a signature_plan()."""
     parts = []
-    for name, kind in uses:
-        ents = fp.get(name, ())
+    for ents, count in plan:
         if len(ents) > 4 and len(d) < len(ents):
             ents = fp_compiler._present(d, ents)
-        count = kind == "len"
         n = 0
         for key, child, ct in ents:
             if ct in PRIMITIVE_TYPES and ("_" + key) in d:
@@ -203,6 +204,13 @@ def signature(d: dict, fp: dict, uses: tuple):
                 return None
         parts.append(n if count else None)
     return tuple(parts)
+
+
+def signature(d: dict, fp: dict, uses: tuple):
+    """What the results of expressions with these ``uses`` depend on in ``d``, hashable
+    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
+    from the JSON, as collect() would see it."""
+    return signature_of(d, signature_plan(fp, uses))
 
 
 def _invocation_expr(node, ch):
