@@ -157,3 +157,17 @@ def test_general_path_cases_still_reported(defs):
     assert "Only one value is allowed for the choice element value[x]" in texts
     assert "Null values are not allowed in arrays" in texts
     assert "the primitive value must be a string" in texts
+
+
+def test_plain_discriminator_paths_read_as_the_general_code():
+    from fhir_service.validation.slicing import _values_getter, instance_values
+    items = [{"system": "s", "code": "c"}, {"system": ["a", None, "b"]}, {"valueCoding": {"code": "x"}},
+             {"coding": [{"system": "s"}, {"code": "c"}, "junk"]}, {"value": None, "valueString": "v"},
+             "text", None, {}, {"code": {"coding": [{"system": "s", "code": "1"}, {"system": "t"}]}}]
+    for path in ("system", "code", "value", "coding.system", "code.coding.code", "$this", "code.coding"):
+        get = _values_getter(path)
+        assert get is not None
+        for item in items:
+            assert get(None, item, path) == instance_values(None, item, path), (path, item)
+    for path in ("extension('http://x').value", "resolve()", "value.ofType(Coding)", "code.where(x)"):
+        assert _values_getter(path) is None
