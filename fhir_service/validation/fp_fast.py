@@ -428,6 +428,10 @@ _COLLECTION_FUNCTIONS = {"where": _f_where, "all": _f_all, "exists": _f_exists, 
 
 def _bool(coll):
     """fp_values.as_bool, with Bail for several items."""
+    if coll is TRUE:  # the shared results of the boolean operators: no need to look inside
+        return True
+    if coll is FALSE:
+        return False
     if not coll:
         return None
     if len(coll) == 1:
