@@ -81,7 +81,10 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
     Expressions we cannot compile run on fhirpathpy, where only ``false`` fails, because
     its semantics differ in places and a false alarm would block a valid write.
     """
-    st = _state(w, node, data, type_code, ext)
+    states = node.extras.get("inv_state")
+    st = states.get(type_code) if states is not None else None
+    if st is None:
+        st = _state(w, node, data, type_code, ext)
     cons = st.cons
     if not cons:
         return
@@ -89,7 +92,9 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
     item = None
     fast = fp = None
     if st.fp and type(data) is dict:
-        fast, fp = _results(st, data), st.fp
+        fp = st.fp
+        sig = fp_fast.signature_of(data, st.sig_plan)
+        fast = st.live if sig is None else st.cache.get(sig) or _results(st, data)
     for i, c in enumerate(cons):
         mark = (c.key, c.source, path)
         if mark in done:
