@@ -188,24 +188,32 @@ class Walker:
         # loop below decides depends only on them, so it is kept per name sequence (bounded)
         shapes = layout.shapes[base + 2 * is_resource]
         names = tuple(obj)
-        plan = shapes.get(names)
-        if plan is None:
-            plan = self._shape(layout, names, base, is_resource)
+        shape = shapes.get(names)
+        if shape is None:
+            shape = self._shape(node, type_code, layout, names, base, is_resource)
             if len(shapes) >= _SHAPES_LIMIT:
                 shapes.clear()
-            shapes[names] = plan
+            shapes[names] = shape
+        plan, after = shape
         if plan:
             self._dispatch(zip(plan, obj.values()), path, base)
         else:
             self._complex_slow(obj, layout, path, base, is_resource)
         # constraints of the element and of its type, after the children (as FHIR reports them)
-        plan = layout.after[base]
-        if plan is None:
-            plan = layout.after[base] = checks.object_plan(node, type_code, base, layout)
-        for fn in plan:
+        for fn in after:
             fn(self, node, type_code, obj, path, layout)
 
-    def _shape(self, layout: Layout, names: tuple, base: bool, is_resource: bool):
+    def _shape(self, node, type_code: str, layout: Layout, names: tuple, base: bool, is_resource: bool) -> tuple:
+        """(fast plan, the after-children rules) for objects with these property names; the
+        extension rule is left out when they have no extensions."""
+        after = layout.after[base]
+        if after is None:
+            after = layout.after[base] = checks.object_plan(node, type_code, base, layout)
+        if "extension" not in names and "modifierExtension" not in names:
+            after = tuple(fn for fn in after if fn is not checks._extensions)
+        return self._fast_plan(layout, names, base, is_resource), after
+
+    def _fast_plan(self, layout: Layout, names: tuple, base: bool, is_resource: bool):
         """The key-table entry of each property (None: nothing to do), when the fast dispatch
         applies to objects with these property names; else False (the general code)."""
         table = layout.tables[base]
