@@ -167,18 +167,22 @@ _SCALARS = frozenset({str, bool, int})
 
 def signature_plan(fp: dict, uses: tuple) -> tuple:
     """``uses`` with each name's entries looked up in ``fp`` once (for signature_of)."""
-    return tuple((fp.get(name, ()), kind == "len") for name, kind in uses)
+    plan = []
+    for name, kind in uses:
+        ents = fp.get(name, ())
+        plan.append((ents, getattr(ents, "plain", ()), kind == "len"))
+    return tuple(plan)
 
 
 def signature_of(d: dict, plan: tuple):
     """signature(), from a signature_plan()."""
     parts = []
-    for ents, count in plan:
+    for ents, rows, count in plan:
         if len(ents) > 4 and len(d) < len(ents):
-            ents = fp_compiler._present(d, ents)
+            rows = [(k, "_" + k if ct in PRIMITIVE_TYPES else None, c, ct) for k, c, ct in fp_compiler._present(d, ents)]
         n = 0
-        for key, child, ct in ents:
-            if ct in PRIMITIVE_TYPES and ("_" + key) in d:
+        for key, ukey, child, ct in rows:  # (ukey: the "_x" key of a primitive, else None)
+            if ukey is not None and ukey in d:
                 return None
             val = d.get(key)
             if val is None:
