@@ -242,10 +242,23 @@ def _item_children(fp, it: Item, name: str) -> list:
     v = it.v
     if type(v) is not dict:
         return []  # primitives have no children here (a "_x" was already a Bail)
-    cfp = fp_compiler._fp_map(fp, it)
+    cfp = _map_of(fp, it)
     if cfp is None:
         raise Bail  # untyped: the general engine's generic navigation
     return collect(v, cfp, name)
+
+
+def _map_of(fp, it: Item):
+    """fp_compiler._fp_map(fp, it) when the item's layout and map exist already (the same
+    layout key Validator.layout would use), without the calls."""
+    node = it.node
+    if node is not None:
+        lay = node._maps.get(it.t)
+        if lay is not None:
+            m = lay.fp
+            if m is not None and (it.t or node.model.root is not node):
+                return m
+    return fp_compiler._fp_map(fp, it)
 
 
 def _this_term(node, ch):
@@ -271,7 +284,7 @@ def _criterion(pnode):
 
     def run(it: Item, fp):
         if type(it.v) is dict and on_dict is not _bail:
-            cfp = fp_compiler._fp_map(fp, it)
+            cfp = _map_of(fp, it)
             if cfp is None:
                 raise Bail
             return _bool(on_dict(it.v, cfp))
