@@ -37,6 +37,50 @@ def _corpus() -> list[dict]:
 
 
 def test_fast_invariants_agree_with_the_compiled_engine(defs, monkeypatch):
+    checked, wrong = _fast_against_general(defs, monkeypatch, _corpus())
+    assert checked > 500
+    assert wrong == []
+
+
+def _peak_flow_variants() -> list[dict]:
+    """The peak-flow Observation with the values fp_fast's direct reads (member = 'text',
+    number literal comparisons) must hand back or answer exactly as the general engine."""
+    from decimal import Decimal
+    bundle = jsonutil.loads((ROOT / "examples" / "01-fiona-macleod.json").read_bytes())
+    base = next(e["resource"] for e in bundle["entry"] if "asthma-peak-flow" in str(e["resource"].get("meta")))
+    out = []
+    for value in (29, 30, 900, 901, Decimal("29.99"), Decimal("900.0"), 460.5, 460.0, True, "460", None,
+                  [460], {"value": 1}):
+        r = copy.deepcopy(base)
+        r["valueQuantity"]["value"] = value
+        out.append(r)
+    for coding in ([{"system": "http://snomed.info/sct", "code": "18491006"}],
+                   [{"system": "http://snomed.info/sct", "code": "x"}, {"system": "http://snomed.info/sct"}],
+                   [{"system": "http://snomed.info/sct", "_system": {"extension": []}, "code": "18491006"}],
+                   [{"system": 5, "code": ["251936000"]}], [{"code": "251936000"}], []):
+        r = copy.deepcopy(base)
+        r["code"]["coding"] = coding
+        out.append(r)
+    for q in ({"system": "http://unitsofmeasure.org", "code": "%", "value": 50},
+              {"system": "http://unitsofmeasure.org", "_code": {"id": "c"}, "code": "L/min", "value": 50},
+              {"system": ["http://unitsofmeasure.org"], "code": "L/min", "value": 50}):
+        r = copy.deepcopy(base)
+        r["valueQuantity"] = q
+        out.append(r)
+    r = copy.deepcopy(base)
+    del r["valueQuantity"]
+    r["valueInteger"] = 460
+    out.append(r)
+    return out
+
+
+def test_fast_invariants_agree_on_edge_values(defs, monkeypatch):
+    checked, wrong = _fast_against_general(defs, monkeypatch, _peak_flow_variants())
+    assert checked > 50
+    assert wrong == []
+
+
+def _fast_against_general(defs, monkeypatch, resources) -> tuple[int, list]:
     from fhir_service.validation import fp_compiler, invariants, validate_resource
     from fhir_service.validation.fp_values import Item, as_bool
 
@@ -80,10 +124,10 @@ def test_fast_invariants_agree_with_the_compiled_engine(defs, monkeypatch):
 
     monkeypatch.setattr(invariants, "evaluate", both)
     monkeypatch.setattr(fp_compiler, "_per_item", per_item_both)
-    for res in _corpus():
+    for res in resources:
         validate_resource(res, defs)
-    assert checked[0] > 500
-    assert wrong == []
+    monkeypatch.undo()
+    return checked[0], wrong
 
 
 def _issues(res, defs):
@@ -113,3 +157,17 @@ def test_general_path_cases_still_reported(defs):
     assert "Only one value is allowed for the choice element value[x]" in texts
     assert "Null values are not allowed in arrays" in texts
     assert "the primitive value must be a string" in texts
+
+
+def test_plain_discriminator_paths_read_as_the_general_code():
+    from fhir_service.validation.slicing import _values_getter, instance_values
+    items = [{"system": "s", "code": "c"}, {"system": ["a", None, "b"]}, {"valueCoding": {"code": "x"}},
+             {"coding": [{"system": "s"}, {"code": "c"}, "junk"]}, {"value": None, "valueString": "v"},
+             "text", None, {}, {"code": {"coding": [{"system": "s", "code": "1"}, {"system": "t"}]}}]
+    for path in ("system", "code", "value", "coding.system", "code.coding.code", "$this", "code.coding"):
+        get = _values_getter(path)
+        assert get is not None
+        for item in items:
+            assert get(None, item, path) == instance_values(None, item, path), (path, item)
+    for path in ("extension('http://x').value", "resolve()", "value.ofType(Coding)", "code.where(x)"):
+        assert _values_getter(path) is None

@@ -40,9 +40,13 @@ def _memo(w, key, owner=None) -> dict:
     return d
 
 
-def contains(w, vs, system, code):
-    """``vs.contains(system, code)``, remembered per compiled ValueSet."""
-    d = _memo(w, ("vs-memo", id(vs)), vs)
+def contains(w, vs, system, code, d=None):
+    """``vs.contains(system, code)``, remembered per compiled ValueSet (``d``: its memo, when
+    the caller has it at hand)."""
+    if d is None:
+        d = _memo(w, ("vs-memo", id(vs)), vs)
+    elif len(d) >= _MEMO_LIMIT:
+        d.clear()
     key = (system, code)
     r = d.get(key, _MISS)
     if r is _MISS:
@@ -61,15 +65,17 @@ def check_coding(w, system: str, code: str, display):
 
 
 def _value_set(w, node, url: str):
-    """The bound ValueSet. Without a server resolver it comes from the registry alone, so it
-    is kept on the element until the registry changes."""
+    """The bound ValueSet and its membership memo (None: contains() finds it). Without a
+    server resolver the ValueSet comes from the registry alone, so both are kept on the
+    element until the registry changes."""
     if w.resolver is not None:
-        return terminology(w).value_set(url, w.resolver)
+        return terminology(w).value_set(url, w.resolver), None
     gen = w.v.definitions.generation
     hit = node.extras.get("binding-vs")
     if hit is None or hit[0] != gen or hit[1] != url:
-        hit = node.extras["binding-vs"] = (gen, url, terminology(w).value_set(url, None))
-    return hit[2]
+        vs = terminology(w).value_set(url, None)
+        hit = node.extras["binding-vs"] = (gen, url, vs, None if vs is None else _memo(w, ("vs-memo", id(vs)), vs))
+    return hit[2], hit[3]
 
 
 def binding_of(node):
@@ -93,7 +99,7 @@ def check(w, node, type_code: str, val, path: str) -> None:
     if b is None or type_code not in CODED_TYPES or val is None:
         return
     strength, vs_url = b
-    vs = _value_set(w, node, vs_url)
+    vs, memo = _value_set(w, node, vs_url)
     if vs is None:
         if strength == "required":
             w.add("warning", "not-found", f"ValueSet {vs_url} not found, so the code cannot be checked", path)
@@ -102,14 +108,14 @@ def check(w, node, type_code: str, val, path: str) -> None:
     if type_code in ("code", "string", "uri"):
         if not isinstance(val, str):
             return
-        if contains(w, vs, None, val) is False:
+        if contains(w, vs, None, val, memo) is False:
             w.add(sev, "code-invalid", f"The value provided ('{val}') was not found in the value set {_vs_text(vs)}"
                   + _tail(strength), path)
         return
     if not isinstance(val, dict):
         return
     if type_code == "Coding":
-        _check_codings(w, vs, [val], strength, sev, path, single=True)
+        _check_codings(w, vs, [val], strength, sev, path, single=True, memo=memo)
     elif type_code == "CodeableConcept":
         codings = [c for c in val.get("coding", ()) if isinstance(c, dict)] if isinstance(val.get("coding"), list) else []
         if not codings:
@@ -117,12 +123,12 @@ def check(w, node, type_code: str, val, path: str) -> None:
                 w.add("error", "code-invalid", f"No code provided, and a code is required from the value set "
                       f"{_vs_text(vs)}", path)
             return
-        _check_codings(w, vs, codings, strength, sev, path, single=False)
+        _check_codings(w, vs, codings, strength, sev, path, single=False, memo=memo)
     elif type_code == "Quantity":
         code = val.get("code")
         if isinstance(code, str):
             system = val.get("system")
-            if contains(w, vs, system if isinstance(system, str) else None, code) is False:
+            if contains(w, vs, system if isinstance(system, str) else None, code, memo) is False:
                 w.add(sev, "code-invalid", f"The code provided ({system}#{code}) was not found in the value set "
                       f"{_vs_text(vs)}" + _tail(strength), path)
 
@@ -135,7 +141,7 @@ def _tail(strength: str) -> str:
     return ", and a code is recommended to come from this value set"
 
 
-def _check_codings(w, vs, codings, strength, sev, path, single: bool) -> None:
+def _check_codings(w, vs, codings, strength, sev, path, single: bool, memo=None) -> None:
     results = []
     for c in codings:
         code = c.get("code")
@@ -143,7 +149,7 @@ def _check_codings(w, vs, codings, strength, sev, path, single: bool) -> None:
             results.append(None)
             continue
         system = c.get("system") if isinstance(c.get("system"), str) else None
-        results.append(contains(w, vs, system, code))
+        results.append(contains(w, vs, system, code, memo))
     if any(r is True for r in results) or all(r is None for r in results):
         return
     if any(r is None for r in results) and strength != "required":

@@ -14,6 +14,7 @@ engine, so results are always the general engine's.
 from __future__ import annotations
 
 import operator
+from decimal import Decimal
 import threading
 from functools import lru_cache
 from typing import NamedTuple
@@ -31,6 +32,7 @@ class Bail(Exception):
 
 
 _TEMPORAL = DATE_TYPES | TIME_TYPES
+_NUMBERS = (int, Decimal)  # JSON numbers (use_decimal); bool and float take the general route
 
 
 def _bail(d, fp):
@@ -125,10 +127,22 @@ def _member_term(node, ch):
 
 def collect(d: dict, fp: dict, name: str) -> list:
     """The items of child ``name`` of ``d`` (as fp_compiler._children_named), or Bail."""
-    out = []
     ents = fp.get(name)
     if ents is None:
-        return out
+        return []
+    if len(ents) == 1:  # not a choice: one key (the usual case, without the loop below)
+        key, ukey, child, ct = ents.plain[0]
+        if ukey is not None and ukey in d:
+            raise Bail
+        val = d.get(key)
+        if val is None:
+            return []
+        if type(val) is list:
+            return [Item(x, child, ct) for x in val if x is not None]
+        if type(val) is dict and "resourceType" in val:
+            raise Bail
+        return [Item(val, child, ct)]
+    out = []
     if len(ents) > 4 and len(d) < len(ents):
         plain = [(k, "_" + k if ct in PRIMITIVE_TYPES else None, c, ct) for k, c, ct in fp_compiler._present(d, ents)]
     else:
@@ -151,19 +165,24 @@ def collect(d: dict, fp: dict, name: str) -> list:
 _SCALARS = frozenset({str, bool, int})
 
 
-def signature(d: dict, fp: dict, uses: tuple):
-    """What the results of expressions with these ``uses`` depend on in ``d``, hashable
-    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
-    from the JSON, as collect() would see it."""
-    parts = []
+def signature_plan(fp: dict, uses: tuple) -> tuple:
+    """``uses`` with each name's entries looked up in ``fp`` once (for signature_of)."""
+    plan = []
     for name, kind in uses:
         ents = fp.get(name, ())
+        plan.append((ents, getattr(ents, "plain", ()), kind == "len"))
+    return tuple(plan)
+
+
+def signature_of(d: dict, plan: tuple):
+    """signature(), from a signature_plan()."""
+    parts = []
+    for ents, rows, count in plan:
         if len(ents) > 4 and len(d) < len(ents):
-            ents = fp_compiler._present(d, ents)
-        count = kind == "len"
+            rows = [(k, "_" + k if ct in PRIMITIVE_TYPES else None, c, ct) for k, c, ct in fp_compiler._present(d, ents)]
         n = 0
-        for key, child, ct in ents:
-            if ct in PRIMITIVE_TYPES and ("_" + key) in d:
+        for key, ukey, child, ct in rows:  # (ukey: the "_x" key of a primitive, else None)
+            if ukey is not None and ukey in d:
                 return None
             val = d.get(key)
             if val is None:
@@ -191,6 +210,13 @@ def signature(d: dict, fp: dict, uses: tuple):
     return tuple(parts)
 
 
+def signature(d: dict, fp: dict, uses: tuple):
+    """What the results of expressions with these ``uses`` depend on in ``d``, hashable
+    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
+    from the JSON, as collect() would see it."""
+    return signature_of(d, signature_plan(fp, uses))
+
+
 def _invocation_expr(node, ch):
     inv = ch[1]
     if inv["type"] == "MemberInvocation":
@@ -216,10 +242,23 @@ def _item_children(fp, it: Item, name: str) -> list:
     v = it.v
     if type(v) is not dict:
         return []  # primitives have no children here (a "_x" was already a Bail)
-    cfp = fp_compiler._fp_map(fp, it)
+    cfp = _map_of(fp, it)
     if cfp is None:
         raise Bail  # untyped: the general engine's generic navigation
     return collect(v, cfp, name)
+
+
+def _map_of(fp, it: Item):
+    """fp_compiler._fp_map(fp, it) when the item's layout and map exist already (the same
+    layout key Validator.layout would use), without the calls."""
+    node = it.node
+    if node is not None:
+        lay = node._maps.get(it.t)
+        if lay is not None:
+            m = lay.fp
+            if m is not None and (it.t or node.model.root is not node):
+                return m
+    return fp_compiler._fp_map(fp, it)
 
 
 def _this_term(node, ch):
@@ -245,7 +284,7 @@ def _criterion(pnode):
 
     def run(it: Item, fp):
         if type(it.v) is dict and on_dict is not _bail:
-            cfp = fp_compiler._fp_map(fp, it)
+            cfp = _map_of(fp, it)
             if cfp is None:
                 raise Bail
             return _bool(on_dict(it.v, cfp))
@@ -406,6 +445,10 @@ _COLLECTION_FUNCTIONS = {"where": _f_where, "all": _f_all, "exists": _f_exists, 
 
 def _bool(coll):
     """fp_values.as_bool, with Bail for several items."""
+    if coll is TRUE:  # the shared results of the boolean operators: no need to look inside
+        return True
+    if coll is FALSE:
+        return False
     if not coll:
         return None
     if len(coll) == 1:
@@ -468,6 +511,9 @@ def _equality(node, ch):
     y = lit[0]
     want = op == "="
     plain = y.v if type(y.v) is str and y.t not in _TEMPORAL else None
+    name = getattr(left, "fp_name", None)
+    if plain is not None and name is not None:
+        return _member_equals(name, plain, want, y)
 
     def eq(d, fp):
         a = left(d, fp)
@@ -485,6 +531,31 @@ def _equality(node, ch):
     return eq
 
 
+def _member_equals(name: str, plain: str, want: bool, y: Item):
+    """``child = 'text'`` (or !=) read straight from the JSON when the child is one plain
+    string; anything else goes the way of _equality's general form."""
+    def eq_member(d, fp):
+        ents = fp.get(name)
+        if ents is not None and len(ents) == 1:
+            key, ukey, child, ct = ents.plain[0]
+            val = d.get(key)
+            if type(val) is str and ct not in _TEMPORAL and (ukey is None or ukey not in d):
+                return TRUE if (val == plain) is want else FALSE
+        a = collect(d, fp, name)
+        if not a:
+            return []
+        if len(a) != 1:
+            return boolean(not want)
+        x = a[0]
+        if type(x.v) is str and x.t not in _TEMPORAL:
+            return TRUE if (x.v == plain) is want else FALSE
+        e = item_equal(x, y)
+        if e is None:
+            return []
+        return boolean(e is want)
+    return eq_member
+
+
 def _inequality(node, ch):
     op = node["terminalNodeText"][0]
     lit = _const(ch[1])
@@ -500,6 +571,9 @@ def _inequality(node, ch):
         if right is _bail:
             return _bail
 
+    # a number literal against a plain JSON number: what item_compare does, without its dispatch
+    num = y.v if y is not None and type(y.v) in (int, Decimal) else None
+
     def cmp(d, fp):
         a = left(d, fp)
         if right is None:
@@ -507,7 +581,11 @@ def _inequality(node, ch):
                 return []
             if len(a) > 1:
                 raise Bail
-            c = item_compare(a[0], y)
+            x = a[0].v
+            if num is not None and type(x) in _NUMBERS:
+                c = (x > num) - (x < num)
+            else:
+                c = item_compare(a[0], y)
         else:
             b = right(d, fp)
             if not a or not b:

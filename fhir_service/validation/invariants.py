@@ -81,18 +81,20 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
     Expressions we cannot compile run on fhirpathpy, where only ``false`` fails, because
     its semantics differ in places and a false alarm would block a valid write.
     """
-    cons = node.extras.get("inv")
-    if cons is None:
-        cons = constraints_of(node)
+    states = node.extras.get("inv_state")
+    st = states.get(type_code) if states is not None else None
+    if st is None:
+        st = _state(w, node, data, type_code, ext)
+    cons = st.cons
     if not cons:
         return
     done = w.done_constraints
     item = None
     fast = fp = None
-    if type(data) is dict:
-        got = _fast_results(w, node, data, type_code, ext, cons)
-        if got is not None:
-            fast, fp = got
+    if st.fp and type(data) is dict:
+        fp = st.fp
+        sig = fp_fast.signature_of(data, st.sig_plan)
+        fast = st.live if sig is None else st.cache.get(sig) or _results(st, data)
     for i, c in enumerate(cons):
         mark = (c.key, c.source, path)
         if mark in done:
@@ -129,49 +131,71 @@ _LIVE = object()  # a fast result that depends on more than the signature: compu
 _CACHE_LIMIT = 512
 
 
+class _State:
+    """What evaluate() needs for one (element, type), looked up once per call: the
+    constraints, the fp map of the type (False: no fast path), the signature plan (the
+    children the fast expressions read, with their JSON keys), the all-live results and the
+    results cached by signature."""
+    __slots__ = ("cons", "fp", "sig_plan", "live", "cache", "type_code")
+
+    def __init__(self, cons, fp, sig_plan, type_code):
+        self.cons = cons
+        self.fp = fp
+        self.sig_plan = sig_plan
+        self.type_code = type_code
+        self.live = tuple(_LIVE if c.fast is not None else None for c in cons)
+        self.cache: dict = {}
+
+
+def _state(w, node, data, type_code, ext) -> _State:
+    states = node.extras.get("inv_state")
+    if states is None:
+        states = node.extras["inv_state"] = {}
+    st = states.get(type_code)
+    if st is None:
+        cons = constraints_of(node)
+        plan = _fast_plan(node, cons) if cons else None
+        fp = _fp_map(w, node, data, type_code, ext) if plan is not None else False
+        sig_plan = fp_fast.signature_plan(fp, plan) if fp else None
+        st = states[type_code] = _State(cons, fp, sig_plan, type_code)
+    return st
+
+
 def _fast_plan(node, cons) -> tuple | None:
     """The children the node's fast invariants read (merged fp_fast uses), or None."""
-    plan = node.extras.get("inv_fast", False)
-    if plan is False:
-        uses: dict = {}
-        for c in cons:
-            for name, kind in (c.fast.uses or ()) if c.fast is not None else ():
-                if uses.get(name) != "value":
-                    uses[name] = kind
-        plan = tuple(sorted(uses.items())) if any(c.fast is not None for c in cons) else None
-        node.extras["inv_fast"] = plan
-    return plan
+    uses: dict = {}
+    for c in cons:
+        for name, kind in (c.fast.uses or ()) if c.fast is not None else ():
+            if uses.get(name) != "value":
+                uses[name] = kind
+    return tuple(sorted(uses.items())) if any(c.fast is not None for c in cons) else None
+
+
+def _results(st: _State, data: dict) -> tuple:
+    """Per constraint: True (passes), False (fails), None (general engine) or _LIVE. Results
+    are cached per (element, type) by what the expressions read (their signature), so the
+    same shape of element (a Questionnaire item of one type, a Reference) is evaluated once."""
+    sig = fp_fast.signature_of(data, st.sig_plan)
+    if sig is None:
+        return st.live
+    cache = st.cache
+    got = cache.get(sig)
+    if got is None:
+        fp = st.fp
+        got = tuple(None if c.fast is None else _LIVE if c.fast.uses is None else _run_fast(c.fast.fn, data, fp)
+                    for c in st.cons)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[sig] = got
+    return got
 
 
 def _fast_results(w, node, data, type_code, ext, cons) -> tuple | None:
-    """(per constraint: True (passes), False (fails), None (general engine) or _LIVE; the fp
-    map). Results are cached per node by what the expressions read (their signature), so
-    the same shape of element (a Questionnaire item of one type, a Reference) is evaluated
-    once."""
-    plan = _fast_plan(node, cons)
-    if plan is None:
+    """(_results(), the fp map), or None without a fast path (tests cross-check with it)."""
+    st = _state(w, node, data, type_code, ext)
+    if not st.fp:
         return None
-    fp = _fp_map(w, node, data, type_code, ext)
-    if not fp:
-        return None
-    sig = fp_fast.signature(data, fp, plan) if plan else ()
-    if sig is None:
-        live = node.extras.get("inv_live")
-        if live is None:
-            live = node.extras["inv_live"] = tuple(_LIVE if c.fast is not None else None for c in cons)
-        return live, fp
-    cache = node.extras.get("inv_cache")
-    if cache is None:
-        cache = node.extras["inv_cache"] = {}
-    key = (type_code, sig)
-    got = cache.get(key)
-    if got is None:
-        got = tuple(None if c.fast is None else _LIVE if c.fast.uses is None else _run_fast(c.fast.fn, data, fp)
-                    for c in cons)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[key] = got
-    return got, fp
+    return _results(st, data), st.fp
 
 
 def _run_fast(fn, data, fp):

@@ -35,7 +35,7 @@ def _kind(v, child, t: str, underscore: bool, base: bool) -> int:
 
 def build(v, layout, base: bool) -> dict:
     """json key -> (pos, kind, child, t, path suffix, ok types, lexical check, value plan,
-    cardinality of one item is wrong, child is required, key is a "_x")."""
+    cardinality of one item is wrong, child is required, key is a "_x", key)."""
     table = {}
     pos = layout.pos
     wanted = None if base else layout.profile_set
@@ -50,5 +50,5 @@ def build(v, layout, base: bool) -> dict:
             plan = tuple(fn for fn in plan if fn is not checks._primitive_extensions)
         ok_types = _OK_TYPES[JSON_KIND.get(t, "string")] if kind in (PRIM, PRIMS) else None
         table[key] = (pos[child], kind, child, t, suffix, ok_types, _CHECKS.get(t) if base else None, plan or None,
-                      child.max < 1 or child.min > 1, child.min > 0, underscore)
+                      child.max < 1 or child.min > 1, child.min > 0, underscore, key)
     return table

@@ -66,6 +66,38 @@ def instance_values(w, value, path: str) -> list:
     return current
 
 
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def _values_getter(path: str):
+    """instance_values() for a path of plain child names (the usual discriminator, "system",
+    "code.coding"), without its per-segment parsing; None for any other path."""
+    segs = _segments(path)
+    if not all(_PLAIN.fullmatch(seg) for seg in segs):
+        return None
+
+    def values(w, value, _path=path):
+        current = [value]
+        for seg in segs:
+            nxt = []
+            for v in current:
+                if not isinstance(v, dict):
+                    continue
+                if seg in v:
+                    x = v[seg]
+                else:
+                    x = next((v[k] for k in v if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper()), None)
+                if x is None:
+                    continue
+                if isinstance(x, list):
+                    nxt.extend(x)
+                else:
+                    nxt.append(x)
+            current = nxt
+        return current
+    return values
+
+
 # -- the definition side --------------------------------------------------------------------
 def element_at(w, node: ElementNode, path: str):
     """The ElementNode a discriminator path lands on inside a slice (following type profiles).
@@ -152,10 +184,11 @@ def _compiled_match(w, slice_node: ElementNode, dtype, dpath):
     target = element_at(w, slice_node, dpath)
     if target is None or slice_node.extras.get(("slice-at", dpath)) is not target:
         return None
+    values = _values_getter(dpath) or instance_values
     if dtype == "exists":
         required, forbidden = target.min > 0, target.max == 0
-        return lambda w, item: (bool(instance_values(w, item, dpath)) if required else
-                                (not instance_values(w, item, dpath)) if forbidden else True)
+        return lambda w, item: (bool(values(w, item, dpath)) if required else
+                                (not values(w, item, dpath)) if forbidden else True)
     fp = fixed_or_pattern(target)
     if fp is None:
         b = target.ed.get("binding")
@@ -164,7 +197,7 @@ def _compiled_match(w, slice_node: ElementNode, dtype, dpath):
         return lambda w, item: True
     kind, expected = fp
     test = matches_fixed if kind == "fixed" else matches_pattern
-    return lambda w, item: any(test(v, expected) for v in instance_values(w, item, dpath))
+    return lambda w, item: any(test(v, expected) for v in values(w, item, dpath))
 
 
 def _matches(w, slice_node: ElementNode, item, disc: dict) -> bool:
@@ -255,17 +288,38 @@ def _slicing_plan(node: ElementNode) -> tuple:
     return got
 
 
+def _slice_matchers(w, node: ElementNode, discs: list) -> tuple:
+    """Per slice: its compiled matchers, one per discriminator (as _matches keeps them), or
+    None when one of them needs the general code (cached on the sliced element)."""
+    got = node.extras.get("slice-matchers")
+    if got is None:
+        out = []
+        for s in node.slices:
+            ms = []
+            for d in discs:
+                dtype, dpath = d.get("type"), d.get("path", "$this")
+                key = ("slice-match", dtype, dpath)
+                m = s.extras.get(key, _UNSET)
+                if m is _UNSET:
+                    m = s.extras[key] = _compiled_match(w, s, dtype, dpath)
+                ms.append(m)
+            out.append(tuple(ms) if all(m is not None for m in ms) else None)
+        got = node.extras["slice-matchers"] = tuple(out)
+    return got
+
+
 def assign(w, node: ElementNode, items: list, path: str, parent_path: str) -> list:
     """The slice node (or None) for each item, reporting slice-level problems."""
     discs, rules, ordered, order = _slicing_plan(node)
     slices = node.slices
+    matchers = _slice_matchers(w, node, discs)
     chosen: list = []
     counts: dict = {}
     for i, item in enumerate(items):
         hit = None
         if item is not None and discs:
-            for s in slices:
-                if all(_matches(w, s, item, d) for d in discs):
+            for s, ms in zip(slices, matchers):
+                if all(m(w, item) for m in ms) if ms is not None else all(_matches(w, s, item, d) for d in discs):
                     hit = s
                     counts[s] = counts.get(s, 0) + 1
                     break

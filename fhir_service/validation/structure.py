@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 
 
 _SCALARS = frozenset({str, bool, int, Decimal, float})
+_SHAPES_LIMIT = 256  # property-name sequences kept per layout
 
 
 class Layout:
     """How the children of one (element, type) pair appear in JSON."""
 
     __slots__ = ("keys", "children", "type_root", "type_model", "fp", "_profile_children", "profile_set",
-                 "pos", "required", "profile_required", "tables", "after")
+                 "pos", "required", "profile_required", "tables", "after", "shapes")
 
     def __init__(self, keys, children, type_root, type_model):
         self.keys: dict[str, tuple[ElementNode, str, bool]] = keys  # json key -> (child, type, is "_x")
@@ -46,6 +47,8 @@ class Layout:
         # per walk kind (index: base): keyplan tables and the after-children rule plans
         self.tables: list = [None, None]
         self.after: list = [None, None]
+        # per (walk kind, is a resource root): property-name sequence -> fast plan (see complex)
+        self.shapes: list = [{}, {}, {}, {}]
 
     def table(self, validator, base: bool) -> dict:
         from . import keyplan
@@ -181,9 +184,60 @@ class Walker:
     def complex(self, obj: dict, node: ElementNode, type_code: str, path: str, base: bool,
                 is_resource: bool = False) -> None:
         layout = node._maps.get(type_code) or self.v.layout(node, type_code)
+        # Objects of one layout mostly share their property names and order: what the first
+        # loop below decides depends only on them, so it is kept per name sequence (bounded)
+        shapes = layout.shapes[base + 2 * is_resource]
+        names = tuple(obj)
+        shape = shapes.get(names)
+        if shape is None:
+            shape = self._shape(node, type_code, layout, names, base, is_resource)
+            if len(shapes) >= _SHAPES_LIMIT:
+                shapes.clear()
+            shapes[names] = shape
+        plan, after = shape
+        if plan:
+            self._dispatch(zip(plan, obj.values()), path, base)
+        else:
+            self._complex_slow(obj, layout, path, base, is_resource)
+        # constraints of the element and of its type, after the children (as FHIR reports them)
+        for fn in after:
+            fn(self, node, type_code, obj, path, layout)
+
+    def _shape(self, node, type_code: str, layout: Layout, names: tuple, base: bool, is_resource: bool) -> tuple:
+        """(fast plan, the after-children rules) for objects with these property names; the
+        extension rule is left out when they have no extensions."""
+        after = layout.after[base]
+        if after is None:
+            after = layout.after[base] = checks.object_plan(node, type_code, base, layout)
+        if "extension" not in names and "modifierExtension" not in names:
+            after = tuple(fn for fn in after if fn is not checks._extensions)
+        return self._fast_plan(layout, names, base, is_resource), after
+
+    def _fast_plan(self, layout: Layout, names: tuple, base: bool, is_resource: bool):
+        """The key-table entry of each property (None: nothing to do), when the fast dispatch
+        applies to objects with these property names; else False (the general code)."""
         table = layout.tables[base]
         if table is None:
             table = layout.table(self.v, base)
+        out, last, nreq = [], -1, 0
+        for key in names:
+            ent = table.get(key)
+            if ent is None:
+                if base and not ((is_resource and key == "resourceType") or key == "fhir_comments"):
+                    return False  # reported by the general code
+                out.append(None)
+                continue
+            if ent[0] <= last:
+                return False
+            last = ent[0]
+            nreq += ent[9]
+            out.append(ent)
+        if nreq < len(layout.profile_required if not base else layout.required):
+            return False
+        return tuple(out)
+
+    def _complex_slow(self, obj: dict, layout: Layout, path: str, base: bool, is_resource: bool) -> None:
+        table = layout.tables[base]
         ents = []
         last, ordered, nreq = -1, True, 0
         for key, val in obj.items():
@@ -201,49 +255,47 @@ class Walker:
         if not ordered or nreq < len(layout.profile_required if not base else layout.required):
             self._complex_general(ents, layout, path, base)
         else:
-            # definition order, one property per child, no required child missing: the
-            # compiled table says what each value needs (see keyplan.py)
-            for ent, key, val in ents:
-                kind = ent[1]
-                if kind == PRIM:
-                    if type(val) in ent[5]:
-                        chk = ent[6]
-                        if chk is None or chk(val) is None:
-                            plan = ent[7]
-                            if plan:
-                                cpath = path + ent[4]
-                                child, t = ent[2], ent[3]
-                                for fn in plan:
-                                    fn(self, child, t, val, cpath, None)
-                            if ent[8]:
-                                self._cardinality(ent[2], 1, path)
-                            continue
-                elif kind == ONE:
-                    if type(val) is dict and val:
-                        cpath = path + ent[4]
-                        child, t = ent[2], ent[3]
-                        self.complex(val, child, t, cpath, base)
-                        for fn in ent[7] or ():
-                            fn(self, child, t, val, cpath, None)
+            self._dispatch(((ent, val) for ent, key, val in ents), path, base)
+
+    def _dispatch(self, ents, path: str, base: bool) -> None:
+        """Definition order, one property per child, no required child missing: the compiled
+        table says what each value needs (see keyplan.py). ``ents``: (table entry, value)."""
+        for ent, val in ents:
+            if ent is None:
+                continue
+            kind = ent[1]
+            if kind == PRIM:
+                if type(val) in ent[5]:
+                    chk = ent[6]
+                    if chk is None or chk(val) is None:
+                        plan = ent[7]
+                        if plan:
+                            cpath = path + ent[4]
+                            child, t = ent[2], ent[3]
+                            for fn in plan:
+                                fn(self, child, t, val, cpath, None)
                         if ent[8]:
-                            self._cardinality(child, 1, path)
+                            self._cardinality(ent[2], 1, path)
                         continue
-                elif kind == MANY:
-                    if type(val) is list and val:
-                        self._many(ent, val, path, base)
-                        continue
-                elif kind == PRIMS:
-                    if type(val) is list and val:
-                        self._prims(ent, val, path, base)
-                        continue
-                child = ent[2]
-                self._visit(child, [(key, ent[3], ent[10], val)], path, base)
-        # constraints of the element and of its type, after the children (as FHIR reports them)
-        plan = layout.after[base]
-        if plan is None:
-            plan = layout.after[base] = checks.object_plan(node, type_code, base, layout)
-        for fn in plan:
-            fn(self, node, type_code, obj, path, layout)
+            elif kind == ONE:
+                if type(val) is dict and val:
+                    cpath = path + ent[4]
+                    child, t = ent[2], ent[3]
+                    self.complex(val, child, t, cpath, base)
+                    for fn in ent[7] or ():
+                        fn(self, child, t, val, cpath, None)
+                    if ent[8]:
+                        self._cardinality(child, 1, path)
+                    continue
+            elif kind == MANY:
+                if type(val) is list and val:
+                    self._many(ent, val, path, base)
+                    continue
+            elif kind == PRIMS:
+                if type(val) is list and val:
+                    self._prims(ent, val, path, base)
+                    continue
+            self._visit(ent[2], [(ent[11], ent[3], ent[10], val)], path, base)
 
     def _many(self, ent, val: list, path: str, base: bool) -> None:
         """An array of complex values (the fast path's MANY kind)."""
