@@ -55,15 +55,19 @@ def instance_values(w, value, path: str) -> list:
                 continue
             if not isinstance(v, dict):
                 continue
-            if seg in v:
-                x = v[seg]
-            else:
-                x = next((v[k] for k in v if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper()), None)
+            x = _child(v, seg)
             if x is None:
                 continue
             nxt.extend(x if isinstance(x, list) else [x])
         current = nxt
     return current
+
+
+def _child(v: dict, seg: str):
+    """Element ``seg`` of a JSON object: the key itself, or a choice key (``seg`` + a type name)."""
+    if seg in v:
+        return v[seg]
+    return next((v[k] for k in v if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper()), None)
 
 
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9]*")
@@ -83,10 +87,7 @@ def _values_getter(path: str):
             for v in current:
                 if not isinstance(v, dict):
                     continue
-                if seg in v:
-                    x = v[seg]
-                else:
-                    x = next((v[k] for k in v if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper()), None)
+                x = _child(v, seg)
                 if x is None:
                     continue
                 if isinstance(x, list):
