@@ -38,3 +38,19 @@ def test_writes_seen_by_every_process(two_servers, uid):
     assert a.put(f"Patient/{pid}", json=patient(uid, id=pid, gender="other"), headers={"If-Match": 'W/"1"'}).status_code == 412
     assert a.get(f"Patient/{pid}").json()["gender"] == "male"
     assert b.get(f"Patient/{pid}/_history").json()["total"] == 2
+
+
+def test_profile_stored_through_one_process_is_enforced_by_the_other(two_servers, uid):
+    a, b = two_servers
+    url = f"http://example.org/fhir/StructureDefinition/needs-birthdate-{uid}"
+    profile = {"resourceType": "StructureDefinition", "url": url, "name": "NeedsBirthDate", "status": "active",
+               "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
+               "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+               "differential": {"element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]}}
+    assert a.post("StructureDefinition", json=profile).status_code == 201
+    claims = dict(patient(uid), meta={"profile": [url]})
+    claims.pop("birthDate")
+    # b has never seen the profile: it must pick it up from the database, not call it unknown.
+    r = b.post("Patient", json=claims)
+    assert r.status_code == 422, r.text
+    assert "Patient.birthDate" in r.text

@@ -75,7 +75,10 @@ class FHIRService:
         """
         types = sorted(CONFORMANCE_TYPES)
         marks = ", ".join("?" for _ in types)
-        newest_sql = f"SELECT MAX(seq) FROM resource_version WHERE res_type IN ({marks})"
+        # One MAX per type: each is a single probe of the (res_type, seq) index, where a MAX
+        # over "res_type IN (...)" reads every conformance version stored. It runs per write.
+        newest_sql = "SELECT MAX(m) FROM (" + " UNION ALL ".join(
+            "SELECT MAX(seq) AS m FROM resource_version WHERE res_type = ?" for _ in types) + ") AS newest"
         rows = session.query(newest_sql, types) if session else self.repo.query_once(newest_sql, types)
         newest = rows[0][0] or 0
         if newest <= self._conformance_seq:
