@@ -72,7 +72,7 @@ class PostgresSession(SQLSession):
         for name, rows in ({} if row.deleted else index_rows or {}).items():
             if rows:
                 ctes.append(f"i_{name} AS ({_insert_index_rows(name, len(rows[0]))})")
-                params += [row.res_type, row.res_id, list(range(len(rows))), *map(list, zip(*rows))]
+                params += [row.res_type, row.res_id, list(range(len(rows))), *_column_arrays(name, rows)]
         ctes.append("v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq)")
         params += [row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content]
@@ -93,6 +93,16 @@ class PostgresSession(SQLSession):
 
 _ARRAY_TYPES = {"TEXT": "text[]", "KEY": "text[]", "INT": "bigint[]", "INT4": "integer[]", "REAL": "float8[]",
                 "BOOL": "boolean[]"}
+
+
+_COERCE = {"TEXT": str, "KEY": str, "INT": int, "INT4": int, "REAL": float, "BOOL": bool}
+
+
+def _column_arrays(table_name: str, rows: list[tuple]) -> list[list]:
+    """The rows as one list per column, each value of the column's own Python type: psycopg
+    refuses to send a list that mixes types (an int among floats, say)."""
+    table = next(t for t in INDEX_TABLES if t.name == table_name)
+    return [[None if v is None else _COERCE[ty](v) for v in column] for ty, column in zip(table.types, zip(*rows))]
 
 
 @lru_cache(maxsize=None)
