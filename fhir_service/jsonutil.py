@@ -33,8 +33,9 @@ def json_depth(text: str | bytes, limit: int) -> int:
     """
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogatepass")
-    if text.count(b"{") + text.count(b"[") <= limit:
-        return min(limit, text.count(b"{") + text.count(b"["))
+    openings = text.count(b"{") + text.count(b"[")  # the depth can be no more than this
+    if openings <= limit:
+        return openings
     brackets = _STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
     depth = deepest = 0
     for b in brackets:

@@ -107,3 +107,9 @@ def test_garbage_never_causes_500(fhir, path, method, body):
     r = fhir.request(method, path, data=body or None, headers={"Content-Type": ctype})
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_paths_outside_the_fhir_base_get_an_outcome(fhir):
+    outside = fhir.base.rsplit("/fhir", 1)[0] + "/elsewhere"
+    assert_outcome(fhir.get(outside), 404, "not-found")
+    assert_outcome(fhir.get(fhir.base + "x/metadata"), 404, "not-found")  # /fhirx is not the base

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
-from ..outcome import FHIRError, Issue
+from ..outcome import Issue
 from .errors import outcome_response, unexpected_error_response
 
 
@@ -41,11 +41,6 @@ def create_app(settings: Settings | None = None, service=None) -> "FrontDoor":
         from ..sdc import operations as _sdc_ops  # noqa: F401
     except ImportError:
         pass
-    routes.install(app)
-
-    @app.exception_handler(FHIRError)
-    async def fhir_error(request: Request, exc: FHIRError):
-        return outcome_response(exc.status, exc.issues, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -60,7 +55,8 @@ def create_app(settings: Settings | None = None, service=None) -> "FrontDoor":
     def close() -> None:
         app.state.service.repo.close()
 
-    return FrontDoor(app)
+    base = settings.base_path.rstrip("/")
+    return FrontDoor(app, routes.fhir_app(base), base)
 
 
 class FrontDoor:
@@ -70,11 +66,10 @@ class FrontDoor:
     add cost to each FHIR request. FastAPI keeps start-up/shutdown and every other path.
     """
 
-    def __init__(self, app: FastAPI):
+    def __init__(self, app: FastAPI, fhir, base: str):
         self.app = app
-        self.state = app.state
-        self._fhir = app.state.fhir_app
-        self._base = app.state.settings.base_path.rstrip("/")
+        self._fhir = fhir
+        self._base = base
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":

@@ -5,10 +5,9 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
 
 from .. import jsonutil
 from ..core import bundles
@@ -270,13 +269,13 @@ def _is_plain_read(parts: list[str]) -> bool:
         (len(parts) == 4 and parts[2] == "_history")
 
 
-def install(app: FastAPI) -> None:
-    """Mount the FHIR dispatcher at the base path as a plain ASGI app.
+def fhir_app(base: str):
+    """The FHIR dispatcher as a plain ASGI app for everything at and below ``base``.
 
     FHIR routing is done by ``dispatch``; going through FastAPI's per-route dependency and
-    validation machinery would only add cost to every request.
+    validation machinery would only add cost to every request. It reads the settings and the
+    service from ``scope["app"].state`` (see api.app.FrontDoor).
     """
-    base = app.state.settings.base_path.rstrip("/")
 
     async def handle(request: Request, path: str) -> Response:
         try:
@@ -307,10 +306,4 @@ def install(app: FastAPI) -> None:
                 response = await handle(Request(scope, receive), path)
             await response(scope, receive, send)
 
-    fhir_app = FHIRApp()
-
-    # The base URL itself (POST [base] for transactions, GET [base] for system search) and
-    # everything below it.
-    app.router.routes.append(Route(base, endpoint=fhir_app, methods=METHODS))
-    app.mount(base, fhir_app)
-    app.state.fhir_app = fhir_app
+    return FHIRApp()

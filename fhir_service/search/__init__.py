@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from ..config import page_limits
 from ..outcome import Issue, error
 from . import bundle as B
 from . import compiler as C
@@ -37,11 +38,6 @@ __all__ = ["index_resource", "match", "search", "page", "capability_search_param
 # Which of the special search parameters this server supports (for the CapabilityStatement).
 SPECIAL_SUPPORT = {"_text": False, "_content": True, "_filter": False, "_query": False}
 MATCH_LIMIT = 1000
-
-
-def _limits() -> tuple[int, int]:
-    from ..config import page_limits
-    return page_limits()
 
 
 def match(session, definitions, resource_type: str, query: str) -> list[tuple[str, str]]:
@@ -82,7 +78,7 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
     """One page of results. Results larger than a page are snapshotted (a write): with
     ``may_snapshot=False`` (a read-only transaction) that case raises NeedsSnapshot instead."""
     base_url = base_url.rstrip("/")
-    default_count, max_count = _limits()
+    default_count, max_count = page_limits()
     ctx = C.Ctx(definitions, session.dialect, base_url)
     plan = make_plan(ctx, resource_type, params, strict=strict, compartment=compartment,
                      default_count=default_count, max_count=max_count)
@@ -120,7 +116,7 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
 
 
 def _bundle(session, definitions, plan: Plan, base_url: str, matches, links, total, ignored) -> dict:
-    _, max_count = _limits()
+    _, max_count = page_limits()
     included, truncated = includes.resolve(session, definitions, plan.includes,
                                            [(t, i) for t, i, _ in matches], limit=max_count)
     if truncated:
@@ -135,7 +131,7 @@ def page(session, definitions, params: list[tuple[str, str]], base_url: str) -> 
     base_url = base_url.rstrip("/")
     p = dict(params)
     sid = p.get("_getpages", "")
-    default_count, max_count = _limits()
+    default_count, max_count = page_limits()
     state, held = paging.load(session, sid)
     try:
         offset = int(p.get("_offset", "0"))

@@ -94,13 +94,13 @@ class Session(ABC):
 
         Rows are stored as (res_type, res_id, n, *row), ``n`` numbering the resource's rows in
         each table (part of SQLite's clustered primary key; see storage/schema.py)."""
-        from .schema import INDEX_TABLES
+        from .schema import INDEX_TABLE, INDEX_TABLES
         for table in () if fresh else INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
         for table_name, rows in (index_rows or {}).items():
             if not rows:
                 continue
-            table = next(t for t in INDEX_TABLES if t.name == table_name)
+            table = INDEX_TABLE[table_name]
             self.insert_rows(table.name, ("res_type", "res_id", "n") + table.columns,
                              [(res_type, res_id, i, *r) for i, r in enumerate(rows)])
 

@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from .base import IndexRows, Repository, Row, StorageError, WriteConflict
-from .schema import ALL_TABLES, INDEX_TABLES, ddl
+from .schema import ALL_TABLES, INDEX_TABLE, INDEX_TABLES, ddl
 from .sql_session import SQLSession
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -91,27 +91,25 @@ class PostgresSession(SQLSession):
                    rows[0][0])
 
 
-_ARRAY_TYPES = {"TEXT": "text[]", "KEY": "text[]", "INT": "bigint[]", "INT4": "integer[]", "REAL": "float8[]",
-                "BOOL": "boolean[]"}
-
-
-_COERCE = {"TEXT": str, "KEY": str, "INT": int, "INT4": int, "REAL": float, "BOOL": bool}
+# Neutral column type -> (PostgreSQL array type, the Python type its values are sent as).
+_ARRAYS = {"TEXT": ("text[]", str), "KEY": ("text[]", str), "INT": ("bigint[]", int), "INT4": ("integer[]", int),
+           "REAL": ("float8[]", float), "BOOL": ("boolean[]", bool)}
 
 
 def _column_arrays(table_name: str, rows: list[tuple]) -> list[list]:
     """The rows as one list per column, each value of the column's own Python type: psycopg
     refuses to send a list that mixes types (an int among floats, say)."""
-    table = next(t for t in INDEX_TABLES if t.name == table_name)
-    return [[None if v is None else _COERCE[ty](v) for v in column] for ty, column in zip(table.types, zip(*rows))]
+    types = INDEX_TABLE[table_name].types
+    return [[None if v is None else _ARRAYS[ty][1](v) for v in column] for ty, column in zip(types, zip(*rows))]
 
 
 @lru_cache(maxsize=None)
 def _insert_index_rows(table_name: str, width: int) -> str:
     """INSERT of one resource's rows into an index table, the columns passed as arrays."""
-    table = next(t for t in INDEX_TABLES if t.name == table_name)
+    table = INDEX_TABLE[table_name]
     if width != len(table.columns):
         raise ValueError(f"{table_name} rows have {width} values, the table {len(table.columns)} columns")
-    arrays = ", ".join(f"%s::{_ARRAY_TYPES[ty]}" for ty in ("INT4",) + table.types)
+    arrays = ", ".join(f"%s::{_ARRAYS[ty][0]}" for ty in ("INT4",) + table.types)
     cols = ", ".join(("res_type", "res_id", "n") + table.columns)
     return f"INSERT INTO {table_name} ({cols}) SELECT %s, %s, * FROM unnest({arrays})"
 

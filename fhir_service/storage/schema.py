@@ -57,6 +57,8 @@ INDEX_TABLES: tuple[Table, ...] = (
     Table("idx_uri", ("param", "grp", "value"), ("KEY", "INT4", "KEY"), (("param", "value"),)),
 )
 
+INDEX_TABLE = {t.name: t for t in INDEX_TABLES}  # by name, as IndexRows are keyed
+
 
 def index_table_ddl(dialect: str, table: Table) -> str:
     t = TYPES[dialect]

@@ -469,27 +469,20 @@ def _logic(node, ch):
         return _bail
     if op == "xor":
         return _bail
-    # three-valued and/or, as fp_values.short_circuit (the right side only when needed)
-    if op == "or":
-        def logic_or(d, fp):
-            a = _bool(left(d, fp))
-            if a is True:
-                return TRUE
-            b = _bool(right(d, fp))
-            if b is True:
-                return TRUE
-            return [] if a is None or b is None else FALSE
-        return logic_or
+    # three-valued and/or, as fp_values.short_circuit (the right side only when needed): one
+    # side equal to ``decisive`` (true for or, false for and) settles it
+    decisive = op == "or"
+    settled, otherwise = (TRUE, FALSE) if decisive else (FALSE, TRUE)
 
-    def logic_and(d, fp):
+    def logic(d, fp):
         a = _bool(left(d, fp))
-        if a is False:
-            return FALSE
+        if a is decisive:
+            return settled
         b = _bool(right(d, fp))
-        if b is False:
-            return FALSE
-        return [] if a is None or b is None else TRUE
-    return logic_and
+        if b is decisive:
+            return settled
+        return [] if a is None or b is None else otherwise
+    return logic
 
 
 def _implies(node, ch):
