@@ -65,12 +65,12 @@ SLICES = 4  # alternations of baseline and ours per interaction
 class Baseline:
     """The trivial FastAPI endpoint, kept running so that every measurement can alternate with it."""
 
-    def __init__(self, concurrency: int):
+    def __init__(self, concurrency: int, workers: int = 1):
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.concurrency = concurrency
         self.proc = start([sys.executable, "-m", "uvicorn", "baseline_app:app", "--app-dir", "bench", "--port",
-                           str(self.port), "--log-level", "warning", "--no-access-log"], self.port, "/fhir/Patient/baseline")
+                           str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)], self.port, "/fhir/Patient/baseline")
         self.all: list[LoadResult] = []
         self.measure(500)  # warm-up
 
@@ -99,10 +99,11 @@ def interleaved(baseline: Baseline, port: int, make, n: int, conc: int) -> tuple
     return merged, statistics.median(ratios)
 
 
-def bench_backend(name: str, database: str, n: int, conc: int, baseline: Baseline) -> list[dict]:
+def bench_backend(name: str, database: str, n: int, conc: int, baseline: Baseline, workers: int = 1) -> list[dict]:
     port = free_port()
     host = f"127.0.0.1:{port}"
-    proc = start([sys.executable, "-m", "fhir_service.cli", "serve", "--port", str(port), "--database", database],
+    proc = start([sys.executable, "-m", "fhir_service.cli", "serve", "--port", str(port), "--database", database,
+                  "--workers", str(workers)],
                  port, "/fhir/metadata")
     rows = []
     try:
@@ -160,12 +161,12 @@ def run_backends(a, baseline: Baseline) -> list[dict]:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{uuid.uuid4().hex[:6]}"
     for backend in a.backends.split(","):
         if backend == "sqlite":
-            rows += bench_backend("sqlite", f"sqlite:///{tmp}/bench.db", a.requests, a.concurrency, baseline)
+            rows += bench_backend("sqlite", f"sqlite:///{tmp}/bench.db", a.requests, a.concurrency, baseline, a.workers)
         elif backend == "postgres":
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             url = f"{PG}?schema={schema}"
             try:
-                rows += bench_backend("postgres", url, a.requests, a.concurrency, baseline)
+                rows += bench_backend("postgres", url, a.requests, a.concurrency, baseline, a.workers)
             finally:
                 sys.path.insert(0, str(ROOT))
                 from fhir_service.storage import open_repository
@@ -180,9 +181,10 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes, for both servers alike")
     a = ap.parse_args()
 
-    baseline = Baseline(a.concurrency)
+    baseline = Baseline(a.concurrency, a.workers)
     try:
         rows = run_backends(a, baseline)
     finally:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from fhir_service.storage import Row, open_repository
-from fhir_service.storage.base import StorageError
+from fhir_service.storage.base import StorageError, WriteConflict
 
 
 @pytest.fixture()
@@ -125,3 +125,60 @@ def test_a_write_that_breaks_the_shared_transaction_harms_only_itself(repo):
     # And the writer keeps serving afterwards.
     repo.run_write(lambda s: s.write(_row(8), None))
     assert repo.current("Basic", "b8") is not None
+
+
+# -- writes held back until something could see them (storage/deferred_writes.py) -----------
+
+def test_a_request_that_fails_after_its_own_statements_takes_back_only_its_own_writes(repo):
+    # Each request writes, then runs a statement of its own (which sends every held-back write
+    # first and gives the request its savepoint), then writes again. Every third one fails.
+    def work_for(i):
+        def work(s):
+            s.write(_row(i), None)
+            (count,) = s.query("SELECT COUNT(*) FROM resource WHERE res_id = ?", (f"b{i}",))[0]
+            assert count == 1  # its own held-back write is visible to its statement
+            s.write(_row(1000 + i), None)
+            if i % 3 == 0:
+                raise Refused(i)
+            return i
+        return work
+
+    outcome = _write_concurrently(repo, 24, work_for)
+    for i, result in outcome.items():
+        kept = [repo.current("Basic", f"b{i}"), repo.current("Basic", f"b{1000 + i}")]
+        if i % 3 == 0:
+            assert isinstance(result, Refused) and kept == [None, None], (i, result, kept)
+        else:
+            assert result == i and all(r is not None for r in kept), (i, result, kept)
+
+
+def test_held_back_writes_are_seen_by_reads_and_keep_their_order(repo):
+    index_rows = {"idx_token": [("identifier", 0, "urn:x", "a-1", None)]}
+    with repo.transaction(write=True) as s:
+        first = s.write(_row(1), index_rows)
+        second = s.write(_row(2), None)
+        again = s.write(replace(_row(1), version=2, content='{"resourceType":"Basic","id":"b1"}'), None)
+        assert s.current("Basic", "b1").version == 2  # answered from what is held back
+        # A search in the same transaction sees the index rows of the first version... until
+        # the second version replaced them.
+        assert s.query("SELECT res_id FROM idx_token WHERE code = 'a-1'") == []
+    assert first.seq < second.seq < again.seq
+    with repo.transaction() as s:
+        history = s.history(res_type="Basic")
+    assert [(r.res_id, r.version, r.seq) for r in history] == [
+        ("b1", 2, again.seq), ("b2", 1, second.seq), ("b1", 1, first.seq)]
+    assert repo.current("Basic", "b1").version == 2
+
+
+def test_index_rows_held_back_reach_the_index(repo):
+    index_rows = {"idx_token": [("identifier", 0, "urn:x", "a-1", None), ("identifier", 1, "urn:x", "a-2", None)]}
+    repo.run_write(lambda s: s.write(_row(1), index_rows))
+    with repo.transaction() as s:
+        assert s.query("SELECT res_id, code FROM idx_token ORDER BY n") == [("b1", "a-1"), ("b1", "a-2")]
+
+
+def test_a_duplicate_version_is_a_write_conflict_and_changes_nothing(repo):
+    repo.run_write(lambda s: s.write(_row(1), None))
+    with pytest.raises(WriteConflict):
+        repo.run_write(lambda s: s.write(replace(_row(1), content='{"resourceType":"Basic","x":1}'), None))
+    assert repo.current("Basic", "b1").content == _row(1).content

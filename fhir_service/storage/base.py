@@ -89,6 +89,16 @@ class Session(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    # A request's share of a transaction that holds several (see group_commit.py): if it fails,
+    # only its own writes are taken back.
+    def begin_request(self) -> None:
+        self.execute("SAVEPOINT request")
+
+    def end_request(self, failed: bool) -> None:
+        if failed:
+            self.execute("ROLLBACK TO request")
+        self.execute("RELEASE request")
+
     def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None, *, fresh: bool = False) -> None:
         """Delete the resource's index rows in every index table and insert the new ones.
 

@@ -6,8 +6,9 @@ When several requests write at once, running them one after another inside one t
 writes the pages they share once and pays the commit once, instead of queueing the requests
 on a lock to commit one by one.
 
-Each piece of work runs under its own SAVEPOINT, so a failing request rolls back only its own
-writes, and it sees the writes of the requests before it (conditional creates stay exclusive).
+Each piece of work is a request of its own within the transaction (Session.begin_request), so
+a failing request takes back only its own writes, and it sees the writes of the requests
+before it (conditional creates stay exclusive).
 Nobody is answered before the commit that holds their writes has succeeded.
 """
 from __future__ import annotations
@@ -26,7 +27,10 @@ class _Job:
 
     def __init__(self, work: Callable[[Session], Any]):
         self.work = work
-        self.done = threading.Event()
+        # A held lock as a one-shot latch: the writer releases it when the job is done. Cheaper
+        # than threading.Event, whose set() runs Python code under a Condition.
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -41,7 +45,7 @@ class GroupCommitter:
     def run(self, work: Callable[[Session], Any]) -> Any:
         job = _Job(work)
         self._queue.put(job)
-        job.done.wait()
+        job.done.acquire()
         if job.error is not None:
             raise job.error
         return job.result
@@ -84,7 +88,7 @@ class GroupCommitter:
                     self._commit_alone(job)
         finally:
             for job in batch:
-                job.done.set()
+                job.done.release()
 
     def _commit_alone(self, job: _Job) -> None:
         job.result, job.error = None, None
@@ -96,15 +100,14 @@ class GroupCommitter:
 
     @staticmethod
     def _run_one(session: Session, job: _Job) -> None:
-        session.execute("SAVEPOINT request")
+        session.begin_request()
         try:
             job.result = job.work(session)
         except BaseException as exc:
             job.error = exc
-            # If the database dropped the whole transaction this raises, and _commit runs
-            # every job of the batch again on its own: no write is reported as stored unless it is.
-            session.execute("ROLLBACK TO request")
-        session.execute("RELEASE request")
+        # If the database dropped the whole transaction this raises, and _commit runs every
+        # job of the batch again on its own: no write is reported as stored unless it is.
+        session.end_request(failed=job.error is not None)
 
 
 def _not_committed(exc: BaseException) -> StorageError:

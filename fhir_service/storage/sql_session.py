@@ -1,52 +1,32 @@
 """The parts of a Session that are plain SQL, shared by both backends."""
 from __future__ import annotations
 
-from .base import IndexRows, Row, Session
+from .base import Row, Session
 
 _COLS = "res_type, res_id, version, last_updated, deleted, content"
+CURRENT_SQL = f"SELECT {_COLS}, seq FROM resource WHERE res_type = ? AND res_id = ?"
 
 
 def _row(r: tuple, method: str = "", seq: int = 0) -> Row:
     return Row(r[0], r[1], int(r[2]), r[3], bool(r[4]), r[5], method, seq)
 
 
+def current_row(r: tuple) -> Row:
+    return _row(r, seq=r[6])
+
+
 class SQLSession(Session):
     for_update_clause = ""
 
     def current(self, res_type: str, res_id: str, *, for_update: bool = False) -> Row | None:
-        sql = f"SELECT {_COLS}, seq FROM resource WHERE res_type = ? AND res_id = ?"
-        if for_update:
-            sql += self.for_update_clause
-        rows = self.query(sql, (res_type, res_id))
-        return _row(rows[0], seq=rows[0][6]) if rows else None
+        rows = self.query(CURRENT_SQL + (self.for_update_clause if for_update else ""), (res_type, res_id))
+        return current_row(rows[0]) if rows else None
 
     def version(self, res_type: str, res_id: str, version: int) -> Row | None:
         rows = self.query(
             f"SELECT {_COLS}, method, seq FROM resource_version WHERE res_type = ? AND res_id = ? AND version = ?",
             (res_type, res_id, version))
         return _row(rows[0], rows[0][6], rows[0][7]) if rows else None
-
-    def _insert_version(self, row: Row) -> int:
-        """Insert into resource_version and return the new seq (raises WriteConflict on a duplicate)."""
-        raise NotImplementedError
-
-    def write(self, row: Row, index_rows: IndexRows | None) -> Row:
-        seq = self._insert_version(row)
-        deleted = self.bool_value(row.deleted)
-        if row.version == 1:
-            self._insert_current(row, deleted, seq)
-        else:
-            self.execute(
-                "UPDATE resource SET version = ?, last_updated = ?, deleted = ?, content = ?, seq = ? "
-                "WHERE res_type = ? AND res_id = ?",
-                (row.version, row.last_updated, deleted, row.content, seq, row.res_type, row.res_id))
-        # A first version has no index rows to replace.
-        self.replace_index(row.res_type, row.res_id, None if row.deleted else index_rows, fresh=row.version == 1)
-        return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method, seq)
-
-    def _insert_current(self, row: Row, deleted, seq: int) -> None:
-        self.execute(f"INSERT INTO resource ({_COLS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (row.res_type, row.res_id, row.version, row.last_updated, deleted, row.content, seq))
 
     def bool_value(self, value: bool):
         return value

@@ -7,39 +7,86 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .base import Repository, Row, Session, StorageError, WriteConflict
+from .base import IndexRows, Repository, Row, Session, StorageError
+from .deferred_writes import DeferredWrites, insert_rows
 from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
-from .sql_session import SQLSession
+from .sql_session import CURRENT_SQL, SQLSession, current_row
 
 
 class SQLiteSession(SQLSession):
+    """A transaction on one connection. Writes of resources are held back (deferred_writes.py)
+    and sent as a few multi-row statements before anything that could read them, and at commit.
+
+    Under group commit the transaction holds several requests. Each gets its own SAVEPOINT,
+    but only once it runs a statement of its own: a request that only writes resources (a
+    create, or an update whose current version is read directly) just has its held-back writes
+    forgotten if it fails.
+    """
     dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.deferred = DeferredWrites()
+        self._request_start: int | None = None  # where the running request's held-back writes begin
+        self._request_savepoint = False
+
+    def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def send_deferred(self) -> None:
+        """Before a statement of the caller's own: held-back writes go first, since it may read
+        them, and the running request gets its savepoint."""
+        if self._request_start is not None and not self._request_savepoint:
+            # Earlier requests' writes go before this request's savepoint: its failure keeps them.
+            self.deferred.send(self._raw, self._request_start)
+            self._raw("SAVEPOINT request")
+            self._request_savepoint = True
+        self.deferred.send(self._raw)
+
+    def begin_request(self) -> None:
+        self._request_start = len(self.deferred)
+        self._request_savepoint = False
+
+    def end_request(self, failed: bool) -> None:
+        savepoint, start = self._request_savepoint, self._request_start
+        self._request_start, self._request_savepoint = None, False
+        if failed:
+            self.deferred.drop_from(0 if savepoint else start or 0)
+            if savepoint:
+                self._raw("ROLLBACK TO request")
+        if savepoint:
+            self._raw("RELEASE request")
 
     # SQLite plans each statement without looking at parameter values: plan_per_call is moot.
     def query(self, sql, params=(), *, plan_per_call=False):
+        self.send_deferred()
         return self.conn.execute(sql, tuple(params)).fetchall()
 
     def execute(self, sql, params=(), *, plan_per_call=False):
+        self.send_deferred()
         return self.conn.execute(sql, tuple(params)).rowcount
 
     def executemany(self, sql, rows: Sequence[Sequence]):
+        self.send_deferred()
         self.conn.executemany(sql, rows)
 
     def insert_rows(self, table, columns, rows):
-        # One multi-row INSERT is one sqlite3_step, so one release of the GIL: executemany
-        # steps (and gives up the GIL) once per row, and under load every time it wants the
-        # GIL back the writer waits behind the threads doing Python work.
-        width = len(columns)
-        per_statement = max(1, _MAX_PARAMS // width)
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start:start + per_statement]
-            values = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(chunk))
-            self.conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}",
-                              [v for row in chunk for v in row])
+        self.send_deferred()
+        insert_rows(self._raw, table, tuple(columns), rows)
+
+    def current(self, res_type, res_id, *, for_update=False):
+        held = self.deferred.get(res_type, res_id)
+        if held is not None:
+            return held
+        # What is held back is other resources' writes: it cannot change this answer.
+        rows = self.conn.execute(CURRENT_SQL, (res_type, res_id)).fetchall()
+        return current_row(rows[0]) if rows else None
+
+    def write(self, row: Row, index_rows: IndexRows | None) -> Row:
+        if self.deferred.holds(row.res_type, row.res_id):
+            self.send_deferred()  # one held-back version per resource: send the earlier one
+        return self.deferred.add(self.conn, row, index_rows)
 
     def bool_value(self, value: bool):
         return 1 if value else 0
@@ -48,24 +95,7 @@ class SQLiteSession(SQLSession):
         # Write transactions begin IMMEDIATE, holding SQLite's single writer lock already.
         return None
 
-    def _insert_version(self, row: Row) -> int:
-        try:
-            cur = self.conn.execute(
-                "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.res_type, row.res_id, row.version, row.last_updated, row.method, int(row.deleted), row.content))
-        except sqlite3.IntegrityError as exc:
-            raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} already exists") from exc
-        return cur.lastrowid
 
-    def _insert_current(self, row, deleted, seq):
-        try:
-            super()._insert_current(row, deleted, seq)
-        except sqlite3.IntegrityError as exc:
-            raise WriteConflict(f"{row.res_type}/{row.res_id} already exists") from exc
-
-
-_MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
 _BACKSTOP_PAGES = 10000  # ~40 MB of WAL
 
 
@@ -139,20 +169,26 @@ class SQLiteRepository(Repository):
 
     def _transaction(self, write: bool) -> Iterator[SQLiteSession]:
         conn = self._conn()
-        if conn.in_transaction:
-            # Nested (e.g. a lookup made while validating inside a write): part of the outer one.
-            yield SQLiteSession(conn)
+        active = getattr(self._local, "session", None)
+        if conn.in_transaction and active is not None:
+            # Nested (e.g. a lookup made while validating inside a write): part of the outer one,
+            # and the same session, so that it sees the writes held back there.
+            yield active
             return
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.OperationalError as exc:
             raise StorageError(f"could not start a transaction: {exc}") from exc
+        session = self._local.session = SQLiteSession(conn)
         try:
-            yield SQLiteSession(conn)
+            yield session
+            session.send_deferred()
         except BaseException:
             if conn.in_transaction:  # (a failed statement may already have ended it)
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            self._local.session = None
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -176,9 +212,13 @@ class SQLiteRepository(Repository):
         return self._committer
 
     def current(self, res_type, res_id):
-        return SQLiteSession(self._conn()).current(res_type, res_id)  # one autocommit SELECT
+        active = getattr(self._local, "session", None)  # (this thread's open transaction, if any)
+        return (active or SQLiteSession(self._conn())).current(res_type, res_id)  # one autocommit SELECT
 
     def query_once(self, sql, params=()):
+        active = getattr(self._local, "session", None)
+        if active is not None:
+            return active.query(sql, params)  # sees the writes it holds back
         # The connection is in autocommit mode: a lone SELECT needs no BEGIN/COMMIT round.
         return self._conn().execute(sql, tuple(params)).fetchall()
 

@@ -1,0 +1,125 @@
+"""SQLite writes held back, then sent as one multi-row statement per table.
+
+Why: SQLite's single writer is the narrow part of the write path. Python's sqlite3 module
+gives up the GIL around every statement, and under load each time the writer wants it back it
+waits behind the threads doing Python work (parsing, validating, indexing). A create was about
+nine statements, so the writer spent more time waiting for the GIL than writing. Holding
+writes back until something could see them lets the group committer send a whole batch of
+creates or updates as a handful of statements.
+
+Rules that keep this invisible to callers (see SQLiteSession):
+- Anything that could read a held-back write sends them first. ``current()`` of a resource
+  that is held back is answered from here; of any other resource it needs nothing sent.
+- Every version gets its ``seq`` when it is held back, in write order, from the counter
+  SQLite's AUTOINCREMENT keeps, so the order of versions is the order of writes.
+- A duplicate version (a lost race) surfaces as :class:`WriteConflict` when sent.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+from .base import IndexRows, Row, WriteConflict
+from .schema import INDEX_TABLE, INDEX_TABLES
+
+MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
+
+_VERSION_COLUMNS = ("seq", "res_type", "res_id", "version", "last_updated", "method", "deleted", "content")
+_CURRENT_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "seq")
+# The current row is inserted or replaced in one statement. The version insert just before it
+# already refuses a duplicate version, which is how a lost race is detected.
+_UPSERT_CURRENT = (" ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, "
+                   "last_updated = excluded.last_updated, deleted = excluded.deleted, "
+                   "content = excluded.content, seq = excluded.seq")
+
+
+class DeferredWrites:
+    def __init__(self) -> None:
+        self.rows: list[tuple[Row, IndexRows | None]] = []
+        self.by_key: dict[tuple[str, str], Row] = {}
+        self._last_seq: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def holds(self, res_type: str, res_id: str) -> bool:
+        return (res_type, res_id) in self.by_key
+
+    def get(self, res_type: str, res_id: str) -> Row | None:
+        return self.by_key.get((res_type, res_id))
+
+    def add(self, conn: sqlite3.Connection, row: Row, index_rows: IndexRows | None) -> Row:
+        """Hold ``row`` back; returns it with its seq. A resource already held back must be sent first."""
+        if self._last_seq is None:
+            self._last_seq = _last_seq(conn)
+        self._last_seq += 1
+        row = Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
+                  self._last_seq)
+        self.rows.append((row, index_rows))
+        self.by_key[(row.res_type, row.res_id)] = row
+        return row
+
+    def drop_from(self, start: int) -> None:
+        """Forget the writes held back since ``start`` (their request failed)."""
+        for row, _ in self.rows[start:]:
+            del self.by_key[(row.res_type, row.res_id)]
+        del self.rows[start:]
+
+    def send(self, execute: Callable[[str, list], object], end: int | None = None) -> None:
+        """Write the held-back rows up to ``end`` (all by default) and forget them."""
+        end = len(self.rows) if end is None else end
+        batch = self.rows[:end]
+        if not batch:
+            return
+        del self.rows[:end]
+        for row, _ in batch:
+            del self.by_key[(row.res_type, row.res_id)]  # (a resource is held back at most once)
+        rewritten = [row for row, _ in batch if row.version > 1]  # replace these rows' index rows
+        for table in INDEX_TABLES if rewritten else ():
+            for res_type in {row.res_type for row in rewritten}:
+                ids = [row.res_id for row in rewritten if row.res_type == res_type]
+                for chunk in _chunks(ids, MAX_PARAMS - 1):
+                    execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id IN ({', '.join('?' * len(chunk))})",
+                            [res_type, *chunk])
+        try:
+            insert_rows(execute, "resource_version", _VERSION_COLUMNS,
+                    [(r.seq, r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
+                     for r, _ in batch])
+        except sqlite3.IntegrityError as exc:
+            raise WriteConflict(f"a version written here already exists: {exc}") from exc
+        insert_rows(execute, "resource", _CURRENT_COLUMNS,
+                [(r.res_type, r.res_id, r.version, r.last_updated, int(r.deleted), r.content, r.seq) for r, _ in batch],
+                _UPSERT_CURRENT)
+        per_table: dict[str, list[tuple]] = {}
+        for row, index_rows in batch:
+            if row.deleted or not index_rows:
+                continue
+            for table_name, rows in index_rows.items():
+                per_table.setdefault(table_name, []).extend(
+                    (row.res_type, row.res_id, n, *values) for n, values in enumerate(rows))
+        for table_name, rows in per_table.items():
+            table = INDEX_TABLE[table_name]
+            insert_rows(execute, table.name, ("res_type", "res_id", "n") + table.columns, rows)
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    # AUTOINCREMENT's counter never goes back, even past deleted rows; MAX(seq) covers a
+    # database whose counter row is missing.
+    (value,) = conn.execute(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'resource_version'), 0), "
+        "COALESCE((SELECT MAX(seq) FROM resource_version), 0))").fetchone()
+    return int(value)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def insert_rows(execute, table: str, columns: tuple[str, ...], rows: list[tuple], suffix: str = "") -> None:
+    """Multi-row INSERTs: one statement is one sqlite3_step, one release of the GIL."""
+    width = len(columns)
+    one = "(" + ", ".join("?" * width) + ")"
+    for chunk in _chunks(rows, max(1, MAX_PARAMS // width)):
+        execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}{suffix}",
+                [v for row in chunk for v in row])
