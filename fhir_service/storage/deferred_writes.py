@@ -10,8 +10,9 @@ creates or updates as a handful of statements.
 Rules that keep this invisible to callers (see SQLiteSession):
 - Anything that could read a held-back write sends them first. ``current()`` of a resource
   that is held back is answered from here; of any other resource it needs nothing sent.
-- Every version gets its ``seq`` when it is held back, in write order, from the counter
-  SQLite's AUTOINCREMENT keeps, so the order of versions is the order of writes.
+- Versions are inserted in the order they were written, so AUTOINCREMENT numbers them (``seq``)
+  in write order. Rows returned by ``write`` do not know their seq yet (it is 0); the current
+  row takes it from its version inside the INSERT, with no round trip to Python.
 - A duplicate version (a lost race) surfaces as :class:`WriteConflict` when sent.
 """
 from __future__ import annotations
@@ -24,8 +25,10 @@ from .schema import INDEX_TABLE, INDEX_TABLES
 
 MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
 
-_VERSION_COLUMNS = ("seq", "res_type", "res_id", "version", "last_updated", "method", "deleted", "content")
+_VERSION_COLUMNS = ("res_type", "res_id", "version", "last_updated", "method", "deleted", "content")
 _CURRENT_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "seq")
+# One current row: its seq is its version's, looked up by the version table's unique key.
+_CURRENT_VALUES = "(?, ?, ?, ?, ?, ?, (SELECT seq FROM resource_version WHERE res_type = ? AND res_id = ? AND version = ?))"
 # The current row is inserted or replaced in one statement. The version insert just before it
 # already refuses a duplicate version, which is how a lost race is detected.
 _UPSERT_CURRENT = (" ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, "
@@ -37,7 +40,6 @@ class DeferredWrites:
     def __init__(self) -> None:
         self.rows: list[tuple[Row, IndexRows | None]] = []
         self.by_key: dict[tuple[str, str], Row] = {}
-        self._last_seq: int | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -48,13 +50,8 @@ class DeferredWrites:
     def get(self, res_type: str, res_id: str) -> Row | None:
         return self.by_key.get((res_type, res_id))
 
-    def add(self, conn: sqlite3.Connection, row: Row, index_rows: IndexRows | None) -> Row:
-        """Hold ``row`` back; returns it with its seq. A resource already held back must be sent first."""
-        if self._last_seq is None:
-            self._last_seq = _last_seq(conn)
-        self._last_seq += 1
-        row = Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
-                  self._last_seq)
+    def add(self, row: Row, index_rows: IndexRows | None) -> Row:
+        """Hold ``row`` back. A resource already held back must be sent first."""
         self.rows.append((row, index_rows))
         self.by_key[(row.res_type, row.res_id)] = row
         return row
@@ -83,13 +80,13 @@ class DeferredWrites:
                             [res_type, *chunk])
         try:
             insert_rows(execute, "resource_version", _VERSION_COLUMNS,
-                    [(r.seq, r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
-                     for r, _ in batch])
+                        [(r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
+                         for r, _ in batch])
         except sqlite3.IntegrityError as exc:
             raise WriteConflict(f"a version written here already exists: {exc}") from exc
         insert_rows(execute, "resource", _CURRENT_COLUMNS,
-                [(r.res_type, r.res_id, r.version, r.last_updated, int(r.deleted), r.content, r.seq) for r, _ in batch],
-                _UPSERT_CURRENT)
+                    [(r.res_type, r.res_id, r.version, r.last_updated, int(r.deleted), r.content, r.res_type, r.res_id,
+                      r.version) for r, _ in batch], _UPSERT_CURRENT, _CURRENT_VALUES)
         per_table: dict[str, list[tuple]] = {}
         for row, index_rows in batch:
             if row.deleted or not index_rows:
@@ -102,24 +99,17 @@ class DeferredWrites:
             insert_rows(execute, table.name, ("res_type", "res_id", "n") + table.columns, rows)
 
 
-def _last_seq(conn: sqlite3.Connection) -> int:
-    # AUTOINCREMENT's counter never goes back, even past deleted rows; MAX(seq) covers a
-    # database whose counter row is missing.
-    (value,) = conn.execute(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'resource_version'), 0), "
-        "COALESCE((SELECT MAX(seq) FROM resource_version), 0))").fetchone()
-    return int(value)
-
-
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
-def insert_rows(execute, table: str, columns: tuple[str, ...], rows: list[tuple], suffix: str = "") -> None:
-    """Multi-row INSERTs: one statement is one sqlite3_step, one release of the GIL."""
-    width = len(columns)
-    one = "(" + ", ".join("?" * width) + ")"
+def insert_rows(execute, table: str, columns: tuple[str, ...], rows: list[tuple], suffix: str = "",
+                one: str | None = None) -> None:
+    """Multi-row INSERTs: one statement is one sqlite3_step, one release of the GIL.
+    ``one`` is the VALUES tuple of one row when it is not just a placeholder per column."""
+    width = len(rows[0]) if rows else len(columns)
+    one = one or "(" + ", ".join("?" * width) + ")"
     for chunk in _chunks(rows, max(1, MAX_PARAMS // width)):
         execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}{suffix}",
                 [v for row in chunk for v in row])

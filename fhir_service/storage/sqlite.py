@@ -86,7 +86,7 @@ class SQLiteSession(SQLSession):
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if self.deferred.holds(row.res_type, row.res_id):
             self.send_deferred()  # one held-back version per resource: send the earlier one
-        return self.deferred.add(self.conn, row, index_rows)
+        return self.deferred.add(row, index_rows)
 
     def bool_value(self, value: bool):
         return 1 if value else 0
