@@ -185,3 +185,15 @@ def test_a_duplicate_version_is_a_write_conflict_and_changes_nothing(repo):
     with pytest.raises(WriteConflict):
         repo.run_write(lambda s: s.write(replace(_row(1), content='{"resourceType":"Basic","x":1}'), None))
     assert repo.current("Basic", "b1").content == _row(1).content
+
+
+def test_a_lost_race_in_a_batch_of_creates_fails_only_that_create(repo):
+    # A batch of plain creates goes to SQLite as one statement; if one of them collides with a
+    # version already stored, the statement fails as a whole, and each create is retried alone.
+    repo.run_write(lambda s: s.write(_row(3), None))
+    outcome = _write_concurrently(repo, 12, lambda i: (lambda s: s.write(_row(i), None) and i))
+    assert isinstance(outcome[3], WriteConflict), outcome[3]
+    for i in set(range(12)) - {3}:
+        assert outcome[i] == i, (i, outcome[i])
+        assert repo.current("Basic", f"b{i}") is not None
+    assert repo.current("Basic", "b3").version == 1

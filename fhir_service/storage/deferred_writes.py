@@ -20,7 +20,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable
 
-from .base import IndexRows, Row, WriteConflict
+import orjson
+
+from .base import IndexRows, Row, StorageError, WriteConflict
 from .schema import INDEX_TABLE, INDEX_TABLES
 
 MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
@@ -97,6 +99,81 @@ class DeferredWrites:
         for table_name, rows in per_table.items():
             table = INDEX_TABLE[table_name]
             insert_rows(execute, table.name, ("res_type", "res_id", "n") + table.columns, rows)
+
+
+    def send_as_one_statement(self, conn: sqlite3.Connection) -> bool:
+        """Send the held-back first versions of new resources as ONE statement, outside any
+        transaction, so SQLite runs it as a transaction of its own. False if this cannot be used
+        (a later version, a value JSON cannot carry), and nothing was sent. The connection must
+        have install_one_statement_trigger.
+
+        The statement inserts one JSON document into a temporary table whose trigger writes
+        every row (_ONE_STATEMENT_DDL). It costs SQLite more work than the multi-row INSERTs
+        (each row is read out of JSON), but that work runs without the GIL; what it saves is
+        the writer thread's waits to get the GIL back after each statement, which under load
+        cost more than the statements themselves.
+        """
+        if any(row.version != 1 or row.deleted for row, _ in self.rows):
+            return False
+        document: dict[str, list] = {"versions": [
+            (r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
+            for r, _ in self.rows]}
+        for row, index_rows in self.rows:
+            for table_name, rows in (index_rows or {}).items():
+                document.setdefault(table_name, []).extend(
+                    (row.res_type, row.res_id, n, *values) for n, values in enumerate(rows))
+        try:
+            text = orjson.dumps(document).decode("utf-8")
+        except TypeError:  # e.g. an integer past 64 bits: the multi-row INSERTs take it
+            return False
+        try:
+            conn.execute("INSERT INTO pending_writes (document) VALUES (?)", (text,))
+        except sqlite3.IntegrityError as exc:
+            raise WriteConflict(f"a version written here already exists: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"the writes were not stored: {exc}") from exc
+        self.rows.clear()
+        self.by_key.clear()
+        return True
+
+
+def _one_statement_ddl() -> list[str]:
+    def columns(n: int) -> str:
+        return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(n))
+    body = [
+        # In array order, so AUTOINCREMENT numbers the versions in write order.
+        f"INSERT INTO resource_version ({', '.join(_VERSION_COLUMNS)}) "
+        f"SELECT {columns(len(_VERSION_COLUMNS))} FROM json_each(NEW.document, '$.versions') ORDER BY key;",
+        f"INSERT INTO resource ({', '.join(_CURRENT_COLUMNS)}) "
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+        "json_extract(value, '$[3]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), "
+        "(SELECT seq FROM resource_version AS v WHERE v.res_type = json_extract(value, '$[0]') "
+        "AND v.res_id = json_extract(value, '$[1]') AND v.version = json_extract(value, '$[2]')) "
+        "FROM json_each(NEW.document, '$.versions');",
+    ]
+    for table in INDEX_TABLES:
+        names = ("res_type", "res_id", "n") + table.columns
+        body.append(f"INSERT INTO {table.name} ({', '.join(names)}) "
+                    f"SELECT {columns(len(names))} FROM json_each(NEW.document, '$.{table.name}');")
+    body.append("DELETE FROM pending_writes;")
+    return ["CREATE TEMP TABLE IF NOT EXISTS pending_writes (document TEXT NOT NULL)",
+            "CREATE TEMP TRIGGER IF NOT EXISTS write_pending AFTER INSERT ON pending_writes BEGIN "
+            + " ".join(body) + " END"]
+
+
+_ONE_STATEMENT_DDL = _one_statement_ddl()
+
+
+def install_one_statement_trigger(conn: sqlite3.Connection) -> bool:
+    """The temporary table and trigger that send_as_one_statement needs, on this connection.
+    False if SQLite here has no JSON functions: the multi-row INSERTs are used instead."""
+    try:
+        for statement in _ONE_STATEMENT_DDL:
+            conn.execute(statement)
+        conn.execute("SELECT json_extract('[1]', '$[0]')")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _chunks(items: list, size: int):

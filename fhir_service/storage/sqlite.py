@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .base import IndexRows, Repository, Row, Session, StorageError
-from .deferred_writes import DeferredWrites, insert_rows
+from .deferred_writes import DeferredWrites, insert_rows, install_one_statement_trigger
 from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
 from .sql_session import CURRENT_SQL, SQLSession, current_row
@@ -25,18 +25,42 @@ class SQLiteSession(SQLSession):
     """
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, *, begun: bool = True, one_statement: bool = False):
         self.conn = conn
+        self.one_statement = one_statement  # the connection has the trigger for send_as_one_statement
         self.deferred = DeferredWrites()
+        # A write transaction begins (BEGIN IMMEDIATE, taking the writer lock) just before its
+        # first read or statement, so everything it reads is seen under the lock. One that only
+        # writes new resources never needs to: see finish().
+        self.begun = begun
         self._request_start: int | None = None  # where the running request's held-back writes begin
         self._request_savepoint = False
 
     def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
+    def _begin(self) -> None:
+        if not self.begun:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StorageError(f"could not start a transaction: {exc}") from exc
+            self.begun = True
+
+    def finish(self) -> None:
+        """Send what is held back, before COMMIT. A transaction that never began holds only new
+        resources' first versions (it read nothing): those go as one statement, which SQLite runs
+        as a transaction of its own: one trip into SQLite, so one wait for the GIL after it,
+        for a whole batch of creates (see deferred_writes.send_as_one_statement)."""
+        if not self.begun and self.one_statement and self.deferred and \
+                self.deferred.send_as_one_statement(self.conn):
+            return
+        self.send_deferred()
+
     def send_deferred(self) -> None:
         """Before a statement of the caller's own: held-back writes go first, since it may read
         them, and the running request gets its savepoint."""
+        self._begin()
         if self._request_start is not None and not self._request_savepoint:
             # Earlier requests' writes go before this request's savepoint: its failure keeps them.
             self.deferred.send(self._raw, self._request_start)
@@ -79,6 +103,7 @@ class SQLiteSession(SQLSession):
         held = self.deferred.get(res_type, res_id)
         if held is not None:
             return held
+        self._begin()
         # What is held back is other resources' writes: it cannot change this answer.
         rows = self.conn.execute(CURRENT_SQL, (res_type, res_id)).fetchall()
         return current_row(rows[0]) if rows else None
@@ -92,8 +117,8 @@ class SQLiteSession(SQLSession):
         return 1 if value else 0
 
     def lock(self, key: str) -> None:
-        # Write transactions begin IMMEDIATE, holding SQLite's single writer lock already.
-        return None
+        # Write transactions begin IMMEDIATE, holding SQLite's single writer lock.
+        self._begin()
 
 
 _BACKSTOP_PAGES = 10000  # ~40 MB of WAL
@@ -154,6 +179,8 @@ class SQLiteRepository(Repository):
             # the large automatic limit is only a backstop should that thread fall behind.
             conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             conn.execute("PRAGMA journal_size_limit=67108864")  # shrink the WAL file back after a busy spell
+            conn.execute("PRAGMA temp_store=MEMORY")
+            self._local.one_statement = install_one_statement_trigger(conn)
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -170,25 +197,29 @@ class SQLiteRepository(Repository):
     def _transaction(self, write: bool) -> Iterator[SQLiteSession]:
         conn = self._conn()
         active = getattr(self._local, "session", None)
-        if conn.in_transaction and active is not None:
+        if active is not None:
             # Nested (e.g. a lookup made while validating inside a write): part of the outer one,
             # and the same session, so that it sees the writes held back there.
             yield active
             return
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"could not start a transaction: {exc}") from exc
-        session = self._local.session = SQLiteSession(conn)
+        if not write:
+            try:
+                conn.execute("BEGIN")
+            except sqlite3.OperationalError as exc:
+                raise StorageError(f"could not start a transaction: {exc}") from exc
+        session = self._local.session = SQLiteSession(conn, begun=not write,
+                                                      one_statement=self._local.one_statement)
         try:
             yield session
-            session.send_deferred()
+            session.finish()
         except BaseException:
             if conn.in_transaction:  # (a failed statement may already have ended it)
                 conn.execute("ROLLBACK")
             raise
         finally:
             self._local.session = None
+        if not conn.in_transaction:
+            return  # nothing began, or the writes went as one statement (committed with it)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -197,8 +228,7 @@ class SQLiteRepository(Repository):
             raise StorageError(f"could not commit: {exc}") from exc
 
     def run_write(self, work: Callable[[Session], Any]) -> Any:
-        conn = self._conn()
-        if conn.in_transaction or self.path == ":memory:":
+        if getattr(self._local, "session", None) is not None or self.path == ":memory:":
             # Called from inside a transaction (e.g. by work already running): join it.
             with self.transaction(write=True) as s:
                 return work(s)
