@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from conftest import drop_database, new_database_url
+from conftest import CONFORMANCE, ROOT, drop_database, new_database_url
 from fhir_service import jsonutil
 from fhir_service.definitions.registry import get_definitions
 from fhir_service.outcome import FHIRError
@@ -411,3 +411,30 @@ def test_capability_and_reindex(repo):
     assert reindex(repo, defs, progress=lambda done, total: progress.append((done, total))) >= len(RESOURCES) - 1
     assert progress and progress[-1][0] == progress[-1][1]
     assert ids(repo, "Goal", "description-text=pef") == ["g1"]
+
+
+def test_skipping_parameters_whose_elements_are_absent_changes_no_index_row(monkeypatch):
+    # The indexer skips a parameter when the resource has none of the top-level elements its
+    # expression starts from (search/paths.root_keys). Over every official R4 example and our
+    # own, that must give exactly the rows that walking every expression gives.
+    import dataclasses
+    from pathlib import Path
+
+    from fhir_service.search import indexer
+    files = sorted((CONFORMANCE / "r4-examples").glob("*.json")) + sorted(Path(ROOT / "examples").rglob("*.json"))
+    if not (CONFORMANCE / "r4-examples").is_dir():
+        pytest.skip("../shared/conformance/r4-examples is not here")
+    defs = get_definitions()
+    resources = []
+    for f in files:
+        doc = jsonutil.loads(f.read_bytes())
+        resources.append(doc)
+        if doc.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in doc.get("entry", []) if isinstance(e.get("resource"), dict)]
+    skipping = [index_resource(defs, r) for r in resources]
+    every_plan = indexer.plans
+    monkeypatch.setattr(indexer, "plans", lambda d, rt: [dataclasses.replace(p, keys=None) for p in every_plan(d, rt)])
+    walking = [index_resource(defs, r) for r in resources]
+    assert len(resources) > 400
+    assert sum(1 for rows in skipping if rows) > 400  # (it did index them)
+    assert skipping == walking

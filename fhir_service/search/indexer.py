@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import normalize as N
-from .paths import Extractor, compile_expression, compile_nodes, compile_relative
+from .paths import Extractor, compile_expression, compile_nodes, compile_relative, root_keys
 
 # Parameters answered from the resource table itself, or not indexed at all.
 NOT_INDEXED = {"_id", "_lastUpdated", "_text", "_content", "_query", "_filter", "_list", "_has", "_type"}
@@ -29,6 +29,7 @@ class ParamPlan:
     extract: Extractor | None
     components: tuple = ()  # composite: ((type, relative extractor), ...)
     base_nodes: Callable | None = None
+    keys: frozenset[str] | None = None  # top-level keys it can start from (paths.root_keys); None: any
 
 
 _cache: dict[str, tuple[tuple, list[ParamPlan]]] = {}
@@ -59,8 +60,9 @@ def plans(definitions, resource_type: str) -> list[ParamPlan]:
 
 def _plan(definitions, resource_type: str, code: str, sp: dict) -> ParamPlan:
     ptype = sp["type"]
+    keys = root_keys(sp["expression"], resource_type)
     if ptype != "composite":
-        return ParamPlan(code, ptype, compile_expression(sp["expression"], resource_type))
+        return ParamPlan(code, ptype, compile_expression(sp["expression"], resource_type), keys=keys)
     base = compile_nodes(sp["expression"], resource_type)
     comps = []
     for comp in sp.get("component", []):
@@ -68,7 +70,7 @@ def _plan(definitions, resource_type: str, code: str, sp: dict) -> ParamPlan:
         if target is None:
             return ParamPlan(code, ptype, None)
         comps.append((target.get("type"), compile_relative(comp.get("expression", ""), "")))
-    return ParamPlan(code, ptype, None, tuple(comps), base)
+    return ParamPlan(code, ptype, None, tuple(comps), base, keys)
 
 
 def _component_definition(definitions, url: str) -> dict | None:
@@ -85,6 +87,8 @@ def index_resource(definitions, resource: dict) -> IndexRows:
     if not isinstance(rtype, str):
         return rows
     for plan in plans(definitions, rtype):
+        if plan.keys is not None and plan.keys.isdisjoint(resource):
+            continue  # nothing it could find is there
         try:
             if plan.type == "composite":
                 _composite_rows(plan, resource, rows)

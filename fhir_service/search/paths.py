@@ -227,6 +227,51 @@ def _applies(head: str, resource_type: str) -> bool:
     return head in (resource_type, "Resource", "DomainResource")
 
 
+def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
+    """The JSON keys at the resource's top level that ``expression`` can start from, or None if
+    that is not plain to see. A resource with none of them gives the expression nothing, so
+    the indexer can skip it without walking (most of a type's parameters find nothing).
+
+    Only for expressions made of navigation and filters (what _steps compiles): those can find
+    nothing where there is nothing. Anything else (e.g. "deceased.exists() and deceased !=
+    false", true or false whatever is there) gives None."""
+    keys: set[str] = set()
+    for part in split_top(expression, "|"):
+        if not part:
+            continue
+        if _EXISTS_NOT_FALSE.match(part):
+            return None
+        try:
+            _steps(part if part.startswith("(") or part[:1].isupper() else f"{resource_type}.{part}")
+        except Unsupported:
+            return None
+        if part.startswith("("):
+            m = _AS.match(part)
+            if not m:
+                return None
+            part = m.group(1).strip()
+        segs = split_top(part, ".")
+        if not segs[0][:1].isupper():
+            segs = [resource_type] + segs  # a relative path: from the resource itself
+        elif not _applies(segs[0], resource_type):
+            continue
+        if len(segs) < 2:
+            return None
+        m = _IDENT.match(segs[1]) or _INDEXED.match(segs[1])
+        if m:
+            name = m.group(1) if m.re is _INDEXED else segs[1]
+        elif segs[1].startswith("extension("):
+            name = "extension"
+        else:
+            return None
+        how = _resolve_child(resource_type, name)
+        if how[0] == "choice":
+            keys.update(key for key, _ in how[1])
+        else:
+            keys.add(name)
+    return frozenset(keys)
+
+
 def compile_expression(expression: str, resource_type: str) -> Extractor | None:
     """An extractor for the parts of ``expression`` that apply to ``resource_type``
     (None if no part does)."""
