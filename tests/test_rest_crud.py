@@ -162,3 +162,25 @@ def test_capability_statement(fhir):
     assert {i["code"] for i in rest["interaction"]} >= {"transaction", "batch", "history-system", "search-system"}
     assert any(p["name"] == "identifier" for p in types["Patient"]["searchParam"])
     assert any(o["name"] == "validate" for o in types["Patient"].get("operation", []))
+
+
+def test_large_and_small_writes_are_stored_alike(fhir, uid):
+    # Small creates and updates run on the event loop, large ones (over 64 KB) in a worker
+    # thread (api/routes.py LOOP_WRITE_MAX_BYTES): the outcome must not depend on which.
+    for size in (10, 100_000):
+        narrative = "<div xmlns=\"http://www.w3.org/1999/xhtml\">" + "x" * size + "</div>"
+        body = {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": uid}],
+                "text": {"status": "generated", "div": narrative}, "gender": "female"}
+        created = fhir.post("Patient", json=body)
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        assert created.headers["ETag"] == 'W/"1"'
+        assert created.headers["Location"].endswith(f"/Patient/{pid}/_history/1")
+        assert fhir.get(f"Patient/{pid}").json()["text"]["div"] == narrative
+        updated = fhir.put(f"Patient/{pid}", json=dict(body, id=pid, gender="male"), headers={"If-Match": 'W/"1"'})
+        assert updated.status_code == 200 and updated.headers["ETag"] == 'W/"2"', updated.text
+        stale = fhir.put(f"Patient/{pid}", json=dict(body, id=pid, gender="other"), headers={"If-Match": 'W/"1"'})
+        assert stale.status_code == 412
+        invalid = fhir.post("Patient", json=dict(body, gender=7))
+        assert invalid.status_code == 422 and "Patient.gender" in invalid.text
+        assert fhir.get(f"Patient?identifier=urn:test|{uid}&gender=male&_summary=count").json()["total"] == (1 if size == 10 else 2)

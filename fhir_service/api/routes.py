@@ -274,6 +274,37 @@ def _is_plain_read(parts: list[str]) -> bool:
         (len(parts) == 4 and parts[2] == "_history")
 
 
+# Creates and updates smaller than this run their CPU work on the event loop (_write_on_loop).
+# A bigger body may take long to validate, and would hold up every other request meanwhile.
+LOOP_WRITE_MAX_BYTES = 64 * 1024
+
+
+def _writes_on_loop(call: Call, parts: list[str]) -> bool:
+    if not call.service.repo.writes_on_loop or len(call.body) > LOOP_WRITE_MAX_BYTES:
+        return False
+    if call.method == "POST":  # create (not conditional)
+        return len(parts) == 1 and not parts[0].startswith(("$", "_")) and parts[0] != "metadata" \
+            and "if-none-exist" not in call.headers
+    if call.method == "PUT":  # update by id
+        return len(parts) == 2 and not parts[1].startswith(("$", "_")) and not parts[0].startswith(("$", "_"))
+    return False
+
+
+async def _write_on_loop(call: Call, parts: list[str]) -> Response:
+    """A create or update where the backend's writes can be awaited (SQLite's group commit): its
+    CPU work (parse, validate, index) runs right here on the event loop, and only the commit is
+    waited for. A hop to a worker thread and back would cost about as much CPU again, all of
+    it under the GIL, and the request threads would contend for the GIL with the writer."""
+    check_accept(call.headers.get("accept"), dict(call.params).get("_format"))
+    rtype = call.service.check_type(parts[0])
+    body_kind(call.headers.get("content-type"))
+    if call.method == "POST":
+        result = await call.service.create_async(rtype, call.json_body())
+        return _write_response(call, result, location=True)
+    result = await call.service.update_async(rtype, parts[1], call.json_body(), if_match=call.headers.get("if-match"))
+    return _write_response(call, result, location=result.status == 201)
+
+
 def fhir_app(base: str):
     """The FHIR dispatcher as a plain ASGI app for everything at and below ``base``.
 
@@ -290,6 +321,8 @@ def fhir_app(base: str):
             if call.method in ("GET", "HEAD") and _is_plain_read(parts):
                 # A read by id is one indexed lookup: cheaper than a hop to the thread pool.
                 return dispatch(call, parts)
+            if _writes_on_loop(call, parts):
+                return await _write_on_loop(call, parts)
             # (in a copy of this context, as Starlette does, so that no context variable set while
             # answering one request can leak into the next request on the same thread)
             return await asyncio.get_running_loop().run_in_executor(

@@ -52,6 +52,16 @@ class FHIRService:
                     raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
         raise AssertionError("unreachable")
 
+    async def _in_write_transaction_async(self, work: Callable[[Session], T]) -> T:
+        """in_write_transaction, awaited on the event loop (only where repo.writes_on_loop)."""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                return await self.repo.run_write_async(work)
+            except WriteConflict:
+                if attempt == MAX_WRITE_ATTEMPTS - 1:
+                    raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
+        raise AssertionError("unreachable")
+
     def check_type(self, res_type: str) -> str:
         if not self.definitions.is_resource_type(res_type):
             raise error(404, "not-supported", f"Unknown resource type {res_type!r}")
@@ -148,6 +158,16 @@ class FHIRService:
     # -- create ------------------------------------------------------------------------------
     def create(self, res_type: str, body: Any, *, if_none_exist: str | None = None,
                session: Session | None = None, res_id: str | None = None, prevalidated: bool = False) -> Result:
+        work = self._create_work(res_type, body, if_none_exist, res_id, prevalidated)
+        return self.in_write_transaction(work, session)
+
+    async def create_async(self, res_type: str, body: Any) -> Result:
+        """create, on the event loop where the backend can await writes (repo.writes_on_loop)."""
+        return await self._in_write_transaction_async(self._create_work(res_type, body, None, None, False))
+
+    def _create_work(self, res_type: str, body: Any, if_none_exist: str | None, res_id: str | None,
+                     prevalidated: bool) -> Callable[[Session], Result]:
+        """Everything a create does before the write transaction, and the work to run in it."""
         self.check_type(res_type)
         resource = dict(self.check_body(res_type, body))
         resource.pop("id", None)  # the server assigns the id
@@ -163,7 +183,7 @@ class FHIRService:
                     return Result(200, s.current(*hit))
             row = self._store(s, res_type, new_res_id, resource, 1, "POST", index_rows, prepared)
             return Result(201, row, warnings)
-        return self.in_write_transaction(work, session)
+        return work
 
     # -- read --------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Row:
@@ -193,6 +213,15 @@ class FHIRService:
     # -- update ------------------------------------------------------------------------------
     def update(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None,
                session: Session | None = None, prevalidated: bool = False) -> Result:
+        return self.in_write_transaction(self._update_work(res_type, res_id, body, if_match, prevalidated), session)
+
+    async def update_async(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None) -> Result:
+        """update, on the event loop where the backend can await writes (repo.writes_on_loop)."""
+        return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
+
+    def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None,
+                     prevalidated: bool) -> Callable[[Session], Result]:
+        """Everything an update does before the write transaction, and the work to run in it."""
         self.check_type(res_type)
         check_id(res_id)
         resource = self.check_body(res_type, body)
@@ -206,7 +235,7 @@ class FHIRService:
 
         def work(s: Session) -> Result:
             return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows)
-        return self.in_write_transaction(work, session)
+        return work
 
     def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,
                        warnings: list[Issue], method: str, index_rows: IndexRows | None = None) -> Result:

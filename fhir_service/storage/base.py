@@ -137,6 +137,13 @@ class Repository(ABC):
         with self.transaction(write=True) as s:
             return work(s)
 
+    # A backend whose writes can be awaited on the event loop itself, without a worker thread.
+    writes_on_loop = False
+
+    async def run_write_async(self, work: Callable[[Session], T]) -> T:
+        """run_write, awaited (only where writes_on_loop)."""
+        raise NotImplementedError
+
     def current(self, res_type: str, res_id: str) -> Row | None:
         """The current version of one resource, read on its own (no surrounding transaction needed)."""
         with self.transaction() as s:

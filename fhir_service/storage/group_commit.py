@@ -23,16 +23,23 @@ MAX_BATCH = 64  # bounds how long the first request of a batch waits for the oth
 
 
 class _Job:
-    __slots__ = ("work", "done", "result", "error")
+    __slots__ = ("work", "done", "on_done", "result", "error")
 
-    def __init__(self, work: Callable[[Session], Any]):
+    def __init__(self, work: Callable[[Session], Any], on_done: Callable[["_Job"], None] | None = None):
         self.work = work
-        # A held lock as a one-shot latch: the writer releases it when the job is done. Cheaper
-        # than threading.Event, whose set() runs Python code under a Condition.
+        self.on_done = on_done  # called on the writer thread when done, or else:
+        # a held lock as a one-shot latch, released when the job is done. Cheaper than
+        # threading.Event, whose set() runs Python code under a Condition.
         self.done = threading.Lock()
         self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        if self.on_done is not None:
+            self.on_done(self)
+        else:
+            self.done.release()
 
 
 class GroupCommitter:
@@ -49,6 +56,11 @@ class GroupCommitter:
         if job.error is not None:
             raise job.error
         return job.result
+
+    def submit(self, work: Callable[[Session], Any], on_done: Callable[[_Job], None]) -> None:
+        """Queue ``work`` without waiting: ``on_done(job)`` is called on the writer thread once it
+        is committed (job.result) or has failed (job.error)."""
+        self._queue.put(_Job(work, on_done))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -88,7 +100,7 @@ class GroupCommitter:
                     self._commit_alone(job)
         finally:
             for job in batch:
-                job.done.release()
+                job.finish()
 
     def _commit_alone(self, job: _Job) -> None:
         job.result, job.error = None, None

@@ -1,6 +1,7 @@
 """SQLite backend: the embedded default. One file, WAL mode, one connection per thread."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -124,6 +125,15 @@ class SQLiteSession(SQLSession):
 _BACKSTOP_PAGES = 10000  # ~40 MB of WAL
 
 
+def _settle(done: "asyncio.Future", job) -> None:
+    if done.cancelled():
+        return
+    if job.error is not None:
+        done.set_exception(job.error)
+    else:
+        done.set_result(job.result)
+
+
 class _Checkpointer(threading.Thread):
     """Copies the WAL back into the database every half second (PASSIVE: never blocks anyone)."""
 
@@ -233,6 +243,19 @@ class SQLiteRepository(Repository):
             with self.transaction(write=True) as s:
                 return work(s)
         return self._group_committer().run(work)
+
+    @property
+    def writes_on_loop(self) -> bool:
+        return self.path != ":memory:"
+
+    async def run_write_async(self, work: Callable[[Session], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(job) -> None:  # (on the writer thread)
+            loop.call_soon_threadsafe(_settle, done, job)
+        self._group_committer().submit(work, settle)
+        return await done
 
     def _group_committer(self) -> GroupCommitter:
         if self._committer is None:
