@@ -34,3 +34,20 @@ def test_numbers_of_mixed_python_types_in_one_column(repo):
     with repo.transaction() as s:
         got = s.query("SELECT value FROM idx_number WHERE res_type = ? AND res_id = ?", ("RiskAssessment", "r1"))
     assert [float(r[0]) for r in got] == [7.0]
+
+
+def test_a_write_that_loses_a_race_changes_nothing(repo):
+    # A create is sent as one statement outside any transaction (on both backends): when its
+    # version already exists it must be refused whole, leaving no index row of its own behind.
+    from fhir_service.storage import WriteConflict
+    first = Row("Basic", "b1", 1, "2026-01-01T00:00:00.000Z", False, '{"resourceType":"Basic","n":1}', "POST")
+    repo.run_write(lambda s: s.write(first, {"idx_token": [("code", 0, "urn:x", "first", None)]}))
+    again = Row("Basic", "b1", 1, "2026-01-02T00:00:00.000Z", False, '{"resourceType":"Basic","n":2}', "POST")
+    with pytest.raises(WriteConflict):
+        repo.run_write(lambda s: s.write(again, {"idx_token": [("code", 0, "urn:x", "second", None)],
+                                                 "idx_string": [("name", 0, "second", "second")]}))
+    with repo.transaction() as s:
+        assert s.query("SELECT code FROM idx_token WHERE res_id = 'b1'") == [("first",)]
+        assert s.query("SELECT COUNT(*) FROM idx_string WHERE res_id = 'b1'") == [(0,)]
+        assert s.query("SELECT version, content FROM resource WHERE res_id = 'b1'") == [(1, first.content)]
+        assert s.query("SELECT COUNT(*) FROM resource_version WHERE res_id = 'b1'") == [(1,)]

@@ -28,26 +28,60 @@ def _pg(sql: str) -> str:
 
 
 class PostgresSession(SQLSession):
+    """One transaction on a pooled autocommit connection.
+
+    A write transaction says BEGIN just before its first read or statement, so everything it
+    reads is seen in the transaction (and rows it reads FOR UPDATE stay locked). A transaction
+    whose only work is one write that needs no reading (a create) never begins: its write is
+    held back and sent at the end as one statement on its own, one round trip in all instead
+    of BEGIN, write, COMMIT. The write statement is all-or-nothing by itself (see _send).
+    """
     dialect = "postgresql"
     for_update_clause = " FOR UPDATE"
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, *, begun: bool = True):
         self.conn = conn
+        self.begun = begun
+        self._held: tuple[Row, IndexRows | None] | None = None
+
+    def _begin(self) -> None:
+        """Begin (if not yet), and send the write held back: what follows may read it."""
+        if not self.begun:
+            self.conn.execute("BEGIN")
+            self.begun = True
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(*held)
+
+    def finish(self) -> None:
+        """At the end of the transaction, before COMMIT (if it began)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(*held)
+
+    def current(self, res_type, res_id, *, for_update=False):
+        held = self._held
+        if held is not None and (held[0].res_type, held[0].res_id) == (res_type, res_id):
+            return held[0]
+        return super().current(res_type, res_id, for_update=for_update)
 
     # plan_per_call: never prepared. An unnamed statement is planned with its actual values;
     # a prepared one may switch to a generic plan, which for searches can be a scan (seen at
     # 100k patients). Everything else is prepared after a few runs (psycopg's default).
     def query(self, sql, params=(), *, plan_per_call=False):
+        self._begin()
         with self.conn.cursor() as cur:
             cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.fetchall()
 
     def execute(self, sql, params=(), *, plan_per_call=False):
+        self._begin()
         with self.conn.cursor() as cur:
             cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.rowcount
 
     def executemany(self, sql, rows: Sequence[Sequence]):
+        self._begin()
         with self.conn.cursor() as cur:
             cur.executemany(_pg(sql), rows)
 
@@ -56,26 +90,34 @@ class PostgresSession(SQLSession):
         self.query("SELECT pg_advisory_xact_lock(?)", (h,))
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
+        if not self.begun and self._held is None:
+            self._held = (row, index_rows)  # perhaps the only work: see the class comment
+            return row
+        self._begin()
+        return self._send(row, index_rows)
+
+    def _send(self, row: Row, index_rows: IndexRows | None) -> Row:
         """The version, the current row and the index rows, all in one statement.
 
-        Data-modifying CTEs delete the resource's old index rows and insert the new ones
-        (each table's rows as arrays through unnest), insert the version, and the main
-        statement upserts the current row. A concurrent writer that got there first makes it
-        return no row (never an aborted transaction): WriteConflict is raised, and the caller's
-        transaction (or savepoint) takes back what the CTEs did.
+        Data-modifying CTEs insert the version, delete the resource's old index rows and
+        insert the new ones (each table's rows as arrays through unnest), and the main
+        statement upserts the current row. Everything but the version insert happens only if
+        the version was inserted: a concurrent writer that got there first makes the statement
+        change nothing and return no row (never an aborted transaction), and WriteConflict is
+        raised. So the statement is safe on its own, outside any transaction.
         """
-        ctes, params = [], []
+        ctes = ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq)"]
+        params = [row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content]
         if row.version != 1:  # a resource's first version has no old index rows
             for table in INDEX_TABLES:
-                ctes.append(f"d_{table.name} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s)")
+                ctes.append(f"d_{table.name} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s "
+                            "AND EXISTS (SELECT 1 FROM v))")
                 params += [row.res_type, row.res_id]
         for name, rows in ({} if row.deleted else index_rows or {}).items():
             if rows:
                 ctes.append(f"i_{name} AS ({_insert_index_rows(name, len(rows[0]))})")
                 params += [row.res_type, row.res_id, list(range(len(rows))), *_column_arrays(name, rows)]
-        ctes.append("v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq)")
-        params += [row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content]
         rows = self.conn.execute(
             "WITH " + ", ".join(ctes) +
             " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
@@ -111,7 +153,7 @@ def _insert_index_rows(table_name: str, width: int) -> str:
         raise ValueError(f"{table_name} rows have {width} values, the table {len(table.columns)} columns")
     arrays = ", ".join(f"%s::{_ARRAYS[ty][0]}" for ty in ("INT4",) + table.types)
     cols = ", ".join(("res_type", "res_id", "n") + table.columns)
-    return f"INSERT INTO {table_name} ({cols}) SELECT %s, %s, * FROM unnest({arrays})"
+    return f"INSERT INTO {table_name} ({cols}) SELECT %s, %s, * FROM unnest({arrays}) WHERE EXISTS (SELECT 1 FROM v)"
 
 
 class PostgresRepository(Repository):
@@ -134,19 +176,24 @@ class PostgresRepository(Repository):
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[PostgresSession]:
+        conn = self._getconn()
+        session = PostgresSession(conn, begun=not write)
         try:
-            cm = self.pool.connection()
-            conn = cm.__enter__()
-        except psycopg.Error as exc:
-            raise StorageError(f"database unavailable: {exc}") from exc
-        try:
-            with conn.transaction():
-                yield PostgresSession(conn)
-        except BaseException as exc:
-            cm.__exit__(type(exc), exc, exc.__traceback__)
+            if not write:
+                conn.execute("BEGIN")
+            yield session
+            session.finish()
+            if session.begun:
+                conn.execute("COMMIT")
+        except BaseException:
+            try:
+                if session.begun:
+                    conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # (the connection is broken: the pool will notice and replace it)
+            self.pool.putconn(conn)
             raise
-        else:
-            cm.__exit__(None, None, None)
+        self.pool.putconn(conn)
 
     # A lone statement on an autocommit connection needs no transaction handling: taking the
     # connection from the pool directly skips the context manager's commit-on-exit work.
