@@ -53,11 +53,14 @@ def json_depth(text: str | bytes, limit: int) -> int:
 
 # orjson (C, several times faster) is used where it gives exactly what simplejson would:
 # - reading: when no number in the text can have a fraction or exponent (orjson would make it a
-#   float, losing "1.50") or run past 64 bits (orjson would make it a float too). The check is
-#   coarse (a digit then "." inside a string also sends a body the general way); that is safe.
+#   float, losing "1.50") or have 19 digits or more (past 64 bits, orjson makes a float too).
+#   The check is coarse (a digit then "." inside a string also sends a body the general way);
+#   that is safe.
 # - writing: always, with Decimals written verbatim; anything orjson refuses (an integer past 64
 #   bits, a non-string key) goes the general way.
-_NEEDS_GENERAL_PARSER = re.compile(rb"[0-9][.eE]|[0-9]{20}")
+_NEEDS_GENERAL_PARSER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+# A \uD800-\uDFFF escape: one not paired up is text no UTF-8 store can hold (orjson refuses it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _decimal_verbatim(value: Any) -> Any:
@@ -81,13 +84,33 @@ def loads(text: str | bytes, *, max_depth: int | None = None) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return simplejson.loads(text, use_decimal=True, parse_constant=_reject_constant)
+        value = simplejson.loads(text, use_decimal=True, parse_constant=_reject_constant)
+        if _SURROGATE_ESCAPE.search(text):
+            _refuse_lone_surrogates(value)
+        return value
     except UnicodeDecodeError as exc:
         raise JSONError(f"body is not UTF-8: {exc}") from None
     except simplejson.JSONDecodeError as exc:
         raise JSONError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise JSONError("JSON is nested too deeply") from None
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    strings = [value]
+    while strings:
+        v = strings.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise JSONError("a string holds half of a UTF-16 surrogate pair (a \\uD800-\\uDFFF escape "
+                                "without its other half)") from None
+        elif isinstance(v, dict):
+            strings.extend(v.keys())
+            strings.extend(v.values())
+        elif isinstance(v, list):
+            strings.extend(v)
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> str:

@@ -197,3 +197,36 @@ def test_a_lost_race_in_a_batch_of_creates_fails_only_that_create(repo):
         assert outcome[i] == i, (i, outcome[i])
         assert repo.current("Basic", f"b{i}") is not None
     assert repo.current("Basic", "b3").version == 1
+
+
+def test_a_failure_sending_earlier_requests_writes_is_not_charged_to_a_later_request(repo):
+    # J1 holds back a row SQLite cannot take (a lone surrogate cannot be encoded), J2 a valid
+    # create; J3 then runs a statement, which sends J1's and J2's rows first. That failure is
+    # the batch's, not J3's: every request must get its own true outcome, and nothing may be
+    # reported stored that is not.
+    bad = replace(_row(1), content='{"resourceType":"Basic","x":"\ud800"}')
+    works = [lambda s: s.write(bad, None) and "J1", lambda s: s.write(_row(2), None) and "J2",
+             lambda s: s.query("SELECT 1") and "J3"]
+    gate = threading.Event()
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: gate.wait(),))
+    blocker.start()
+    time.sleep(0.1)
+    outcome: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        try:
+            outcome[i] = repo.run_write(works[i])
+        except Exception as exc:
+            outcome[i] = exc
+    threads = []
+    for i in range(3):  # queued in this order behind the blocker, so they share one batch
+        threads.append(threading.Thread(target=client, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.05)
+    gate.set()
+    for t in threads + [blocker]:
+        t.join()
+    assert isinstance(outcome[0], Exception), outcome
+    assert outcome[1] == "J2" and outcome[2] == "J3", outcome
+    assert repo.current("Basic", "b1") is None
+    assert repo.current("Basic", "b2") is not None

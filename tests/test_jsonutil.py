@@ -17,6 +17,7 @@ CASES = [
     (b'{"value":1.50}', {"value": Decimal("1.50")}),             # precision kept
     (b'{"value":1e2,"v":-0.0}', {"value": Decimal("1E+2"), "v": Decimal("-0.0")}),
     (b'{"big":123456789012345678901234567890}', {"big": 123456789012345678901234567890}),  # not a float
+    (b'{"neg":-9999999999999999999}', {"neg": -9999999999999999999}),  # past 64 bits, negative
     (b'{"id":"a1e5","time":"10:00:00.5"}', {"id": "a1e5", "time": "10:00:00.5"}),
     ('{"name":"Zo\\u00eb \\ud83d\\ude00"}'.encode(), {"name": "Zoë 😀"}),
     (b'{"a":1,"a":2}', {"a": 2}),                                # the last of duplicate keys, either way
@@ -43,7 +44,8 @@ def test_decimals_are_written_verbatim():
     assert jsonutil.dumps({"big": 2 ** 70}) == '{"big":%d}' % 2 ** 70  # past orjson's 64 bits
 
 
-@pytest.mark.parametrize("text", [b'{"a":', b'{"a":NaN}', b'{"a":Infinity}', b'["\\ud800"', b'\xff{}', b'{"a":1}x'])
+@pytest.mark.parametrize("text", [b'{"a":', b'{"a":NaN}', b'{"a":Infinity}', b'["\\ud800"', b'\xff{}', b'{"a":1}x',
+                                  b'{"a":"X\\ud800"}', b'{"\\udc00":1}'])
 def test_malformed_json_is_refused_with_a_reason(text):
     with pytest.raises(jsonutil.JSONError):
         jsonutil.loads(text)

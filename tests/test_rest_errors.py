@@ -65,6 +65,26 @@ def test_brackets_inside_strings_do_not_count_as_nesting(fhir):
     assert fhir.get(f"Basic/{r.json()['id']}").json()["code"]["text"] == '{[' * 300 + '" {{ [['
 
 
+def test_half_a_surrogate_pair_is_refused_and_its_neighbours_stored(fhir, uid):
+    # "\ud800" alone is not text any store can hold: a 400, never a 500, and it must not harm
+    # the creates committed alongside it.
+    bad = '{"resourceType":"Patient","name":[{"family":"X\\ud800"}]}'.encode()
+
+    def post(i: int):
+        if i % 3 == 0:
+            return fhir.request("POST", "Patient", data=bad, headers={"Content-Type": "application/fhir+json"})
+        return fhir.post("Patient", json={"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": f"{uid}-{i}"}]})
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(post, range(24)))
+    for i, r in enumerate(responses):
+        if i % 3 == 0:
+            assert_outcome(r, 400)
+        else:
+            assert r.status_code == 201, r.text
+            assert fhir.get(f"Patient/{r.json()['id']}").status_code == 200
+
+
 def test_invalid_resource_is_rejected_with_location(fhir):
     r = fhir.post("Patient", json={"resourceType": "Patient", "active": "true"})
     body = assert_outcome(r, 422)

@@ -51,3 +51,13 @@ def test_a_write_that_loses_a_race_changes_nothing(repo):
         assert s.query("SELECT COUNT(*) FROM idx_string WHERE res_id = 'b1'") == [(0,)]
         assert s.query("SELECT version, content FROM resource WHERE res_id = 'b1'") == [(1, first.content)]
         assert s.query("SELECT COUNT(*) FROM resource_version WHERE res_id = 'b1'") == [(1,)]
+
+
+def test_infinite_index_values_are_kept(repo):
+    # A decimal too large for a float (1e400) indexes as infinity. JSON has no Infinity, so the
+    # paths that send index rows as JSON must not turn it into NULL.
+    inf = float("inf")
+    row = Row("RiskAssessment", "r9", 1, "2026-01-01T00:00:00.000Z", False, '{"resourceType":"RiskAssessment"}', "POST")
+    repo.run_write(lambda s: s.write(row, {"idx_number": [("probability", 0, inf, 1e300, inf)]}))
+    with repo.transaction() as s:
+        assert s.query("SELECT value, low, high FROM idx_number WHERE res_id = 'r9'") == [(inf, 1e300, inf)]

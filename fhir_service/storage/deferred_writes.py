@@ -17,6 +17,7 @@ Rules that keep this invisible to callers (see SQLiteSession):
 """
 from __future__ import annotations
 
+import math
 import sqlite3
 from typing import Callable
 
@@ -65,14 +66,12 @@ class DeferredWrites:
         del self.rows[start:]
 
     def send(self, execute: Callable[[str, list], object], end: int | None = None) -> None:
-        """Write the held-back rows up to ``end`` (all by default) and forget them."""
+        """Write the held-back rows up to ``end`` (all by default) and forget them. If a
+        statement fails they are not forgotten: the caller rolls back what was sent."""
         end = len(self.rows) if end is None else end
         batch = self.rows[:end]
         if not batch:
             return
-        del self.rows[:end]
-        for row, _ in batch:
-            del self.by_key[(row.res_type, row.res_id)]  # (a resource is held back at most once)
         rewritten = [row for row, _ in batch if row.version > 1]  # replace these rows' index rows
         for table in INDEX_TABLES if rewritten else ():
             for res_type in {row.res_type for row in rewritten}:
@@ -99,6 +98,9 @@ class DeferredWrites:
         for table_name, rows in per_table.items():
             table = INDEX_TABLE[table_name]
             insert_rows(execute, table.name, ("res_type", "res_id", "n") + table.columns, rows)
+        del self.rows[:end]
+        for row, _ in batch:
+            del self.by_key[(row.res_type, row.res_id)]  # (a resource is held back at most once)
 
 
     def send_as_one_statement(self, conn: sqlite3.Connection) -> bool:
@@ -115,6 +117,8 @@ class DeferredWrites:
         """
         if any(row.version != 1 or row.deleted for row, _ in self.rows):
             return False
+        if any(_not_finite(index_rows) for _, index_rows in self.rows):
+            return False  # JSON has no Infinity: the multi-row INSERTs bind it as it is
         document: dict[str, list] = {"versions": [
             (r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
             for r, _ in self.rows]}
@@ -135,6 +139,11 @@ class DeferredWrites:
         self.rows.clear()
         self.by_key.clear()
         return True
+
+
+def _not_finite(index_rows: IndexRows | None) -> bool:
+    return any(type(v) is float and not math.isfinite(v)
+               for rows in (index_rows or {}).values() for row in rows for v in row)
 
 
 def _one_statement_ddl() -> list[str]:

@@ -13,12 +13,14 @@ Nobody is answered before the commit that holds their writes has succeeded.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from typing import Any, Callable, ContextManager
 
 from .base import Session, StorageError
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 64  # bounds how long the first request of a batch waits for the others
 
 
@@ -100,7 +102,10 @@ class GroupCommitter:
                     self._commit_alone(job)
         finally:
             for job in batch:
-                job.finish()
+                try:
+                    job.finish()
+                except Exception:  # (a waiter's callback failed: never stop the writer for it)
+                    log.exception("could not hand a write's outcome back to its request")
 
     def _commit_alone(self, job: _Job) -> None:
         job.result, job.error = None, None

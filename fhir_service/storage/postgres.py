@@ -6,6 +6,7 @@ drop their own).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from contextlib import contextmanager
 from functools import lru_cache
@@ -118,7 +119,8 @@ class PostgresSession(SQLSession):
         tables = {name: rows for name, rows in ({} if row.deleted else index_rows or {}).items() if rows}
         if tables:
             ctes.append("doc AS (SELECT %s::jsonb AS d)")
-            params.append(jsonutil.dumps(tables))
+            params.append(jsonutil.dumps({name: [tuple(map(_json_safe, r)) for r in rows] for name, rows in tables.items()}
+                                         if any(map(_not_finite, tables.values())) else tables))
         for name in tables:
             ctes.append(f"i_{name} AS ({_insert_index_rows(name)})")
             params += [row.res_type, row.res_id]
@@ -135,6 +137,17 @@ class PostgresSession(SQLSession):
             raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} was written by another transaction")
         return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
                    rows[0][0])
+
+
+def _not_finite(rows: list[tuple]) -> bool:
+    return any(type(v) is float and not math.isfinite(v) for row in rows for v in row)
+
+
+def _json_safe(value):
+    """JSON has no Infinity or NaN (orjson would write null); PostgreSQL reads them as text."""
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 # Neutral column type -> the PostgreSQL type a JSON value is cast to.

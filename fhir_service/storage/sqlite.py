@@ -36,6 +36,7 @@ class SQLiteSession(SQLSession):
         self.begun = begun
         self._request_start: int | None = None  # where the running request's held-back writes begin
         self._request_savepoint = False
+        self.broken: BaseException | None = None  # see send_deferred
 
     def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -53,6 +54,7 @@ class SQLiteSession(SQLSession):
         resources' first versions (it read nothing): those go as one statement, which SQLite runs
         as a transaction of its own: one trip into SQLite, so one wait for the GIL after it,
         for a whole batch of creates (see deferred_writes.send_as_one_statement)."""
+        self._check_not_broken()
         if not self.begun and self.one_statement and self.deferred and \
                 self.deferred.send_as_one_statement(self.conn):
             return
@@ -61,19 +63,31 @@ class SQLiteSession(SQLSession):
     def send_deferred(self) -> None:
         """Before a statement of the caller's own: held-back writes go first, since it may read
         them, and the running request gets its savepoint."""
+        self._check_not_broken()
         self._begin()
         if self._request_start is not None and not self._request_savepoint:
             # Earlier requests' writes go before this request's savepoint: its failure keeps them.
-            self.deferred.send(self._raw, self._request_start)
-            self._raw("SAVEPOINT request")
+            try:
+                self.deferred.send(self._raw, self._request_start)
+                self._raw("SAVEPOINT request")
+            except BaseException as exc:
+                # Not this request's failure, and the transaction now holds part of a send:
+                # the whole batch is run again, each request alone (GroupCommitter._commit).
+                self.broken = exc
+                raise StorageError(f"the writes of a shared transaction could not be sent: {exc}") from exc
             self._request_savepoint = True
         self.deferred.send(self._raw)
+
+    def _check_not_broken(self) -> None:
+        if self.broken is not None:
+            raise StorageError(f"the shared transaction failed: {self.broken}") from self.broken
 
     def begin_request(self) -> None:
         self._request_start = len(self.deferred)
         self._request_savepoint = False
 
     def end_request(self, failed: bool) -> None:
+        self._check_not_broken()  # (raised out of the batch: see send_deferred)
         savepoint, start = self._request_savepoint, self._request_start
         self._request_start, self._request_savepoint = None, False
         if failed:
@@ -229,6 +243,8 @@ class SQLiteRepository(Repository):
         finally:
             self._local.session = None
         if not conn.in_transaction:
+            if session.begun:  # SQLite ended it on its own (e.g. disk full): nothing was kept
+                raise StorageError("the database rolled the transaction back")
             return  # nothing began, or the writes went as one statement (committed with it)
         try:
             conn.execute("COMMIT")
@@ -253,7 +269,10 @@ class SQLiteRepository(Repository):
         done = loop.create_future()
 
         def settle(job) -> None:  # (on the writer thread)
-            loop.call_soon_threadsafe(_settle, done, job)
+            try:
+                loop.call_soon_threadsafe(_settle, done, job)
+            except RuntimeError:
+                pass  # the event loop has closed (shutting down): nobody is waiting any more
         self._group_committer().submit(work, settle)
         return await done
 
