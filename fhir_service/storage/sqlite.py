@@ -136,7 +136,9 @@ class SQLiteSession(SQLSession):
         self._begin()
 
 
-_BACKSTOP_PAGES = 10000  # ~40 MB of WAL
+# A commit that finds the WAL longer than this checkpoints it inline, stalling its batch for
+# tens of milliseconds: the background checkpointer (every 0.1 s) should get there first.
+_BACKSTOP_PAGES = 50000  # ~200 MB of WAL
 
 
 def _settle(done: "asyncio.Future", job) -> None:
@@ -149,9 +151,11 @@ def _settle(done: "asyncio.Future", job) -> None:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies the WAL back into the database every half second (PASSIVE: never blocks anyone)."""
+    """Copies the WAL back into the database every 0.1 s (PASSIVE: never blocks anyone). Short
+    rounds keep the WAL, and each round's copying, small under a steady stream of writes
+    (measured: more creates per second and a lower p99 than every 0.5 s)."""
 
-    def __init__(self, path: str, interval: float = 0.5):
+    def __init__(self, path: str, interval: float = 0.1):
         super().__init__(name="sqlite-checkpointer", daemon=True)
         self.path, self.interval = path, interval
         self._stopping = threading.Event()
