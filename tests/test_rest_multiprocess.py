@@ -40,17 +40,38 @@ def test_writes_seen_by_every_process(two_servers, uid):
     assert b.get(f"Patient/{pid}/_history").json()["total"] == 2
 
 
+def _patient_profile(url: str, *required: str) -> dict:
+    """A Patient profile that makes each named element required."""
+    return {"resourceType": "StructureDefinition", "url": url, "name": "TestProfile", "status": "active",
+            "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+            "differential": {"element": [{"id": f"Patient.{e}", "path": f"Patient.{e}", "min": 1} for e in required]}}
+
+
 def test_profile_stored_through_one_process_is_enforced_by_the_other(two_servers, uid):
     a, b = two_servers
     url = f"http://example.org/fhir/StructureDefinition/needs-birthdate-{uid}"
-    profile = {"resourceType": "StructureDefinition", "url": url, "name": "NeedsBirthDate", "status": "active",
-               "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
-               "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
-               "differential": {"element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]}}
-    assert a.post("StructureDefinition", json=profile).status_code == 201
+    assert a.post("StructureDefinition", json=_patient_profile(url, "birthDate")).status_code == 201
     claims = dict(patient(uid), meta={"profile": [url]})
     claims.pop("birthDate")
     # b has never seen the profile: it must pick it up from the database, not call it unknown.
+    r = b.post("Patient", json=claims)
+    assert r.status_code == 422, r.text
+    assert "Patient.birthDate" in r.text
+
+
+def test_a_profile_changed_through_one_process_is_enforced_by_the_other(two_servers, uid):
+    # b already knows the profile's first version; a then tightens it. b's next create must be
+    # checked against the new version (a create on the event loop validates against what the
+    # process last saw, and its write checks that nothing newer has been stored since).
+    a, b = two_servers
+    url = f"http://example.org/fhir/StructureDefinition/tightened-{uid}"
+    sd_id = a.post("StructureDefinition", json=_patient_profile(url, "gender")).json()["id"]
+    claims = dict(patient(uid), meta={"profile": [url]})
+    claims.pop("birthDate")
+    assert b.post("Patient", json=claims).status_code == 201  # (b now holds the first version)
+    tightened = dict(_patient_profile(url, "gender", "birthDate"), id=sd_id)
+    assert a.put(f"StructureDefinition/{sd_id}", json=tightened).status_code == 200
     r = b.post("Patient", json=claims)
     assert r.status_code == 422, r.text
     assert "Patient.birthDate" in r.text

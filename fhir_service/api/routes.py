@@ -280,13 +280,15 @@ LOOP_WRITE_MAX_BYTES = 64 * 1024
 
 
 def _writes_on_loop(call: Call, parts: list[str]) -> bool:
-    if not call.service.repo.writes_on_loop or len(call.body) > LOOP_WRITE_MAX_BYTES:
+    kinds = call.service.repo.loop_writes
+    if not kinds or len(call.body) > LOOP_WRITE_MAX_BYTES:
         return False
     if call.method == "POST":  # create (not conditional)
-        return len(parts) == 1 and not parts[0].startswith(("$", "_")) and parts[0] != "metadata" \
-            and "if-none-exist" not in call.headers
+        return "create" in kinds and len(parts) == 1 and not parts[0].startswith(("$", "_")) \
+            and parts[0] != "metadata" and "if-none-exist" not in call.headers
     if call.method == "PUT":  # update by id
-        return len(parts) == 2 and not parts[1].startswith(("$", "_")) and not parts[0].startswith(("$", "_"))
+        return "update" in kinds and len(parts) == 2 and not parts[1].startswith(("$", "_")) \
+            and not parts[0].startswith(("$", "_"))
     return False
 
 

@@ -23,6 +23,11 @@ MAX_WRITE_ATTEMPTS = 5
 # Conformance resources that change what the server validates or indexes.
 CONFORMANCE_TYPES = {"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter", "Questionnaire",
                      "PlanDefinition", "ConceptMap", "NamingSystem"}
+_CONFORMANCE_SORTED = tuple(sorted(CONFORMANCE_TYPES))
+
+
+class _ConformanceChanged(Exception):
+    """A conformance resource was stored after this process last looked (see create_async)."""
 
 
 @dataclass
@@ -53,7 +58,7 @@ class FHIRService:
         raise AssertionError("unreachable")
 
     async def _in_write_transaction_async(self, work: Callable[[Session], T]) -> T:
-        """in_write_transaction, awaited on the event loop (only where repo.writes_on_loop)."""
+        """in_write_transaction, awaited on the event loop (only for what repo.loop_writes lists)."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
             try:
                 return await self.repo.run_write_async(work)
@@ -83,14 +88,9 @@ class FHIRService:
         Several server processes share one database, so a conformance resource written through
         another process must reach this process's Definitions before we validate or index.
         """
-        types = sorted(CONFORMANCE_TYPES)
+        types = list(_CONFORMANCE_SORTED)
         marks = ", ".join("?" for _ in types)
-        # One MAX per type: each is a single probe of the (res_type, seq) index, where a MAX
-        # over "res_type IN (...)" reads every conformance version stored. It runs per write.
-        newest_sql = "SELECT MAX(m) FROM (" + " UNION ALL ".join(
-            "SELECT MAX(seq) AS m FROM resource_version WHERE res_type = ?" for _ in types) + ") AS newest"
-        rows = session.query(newest_sql, types) if session else self.repo.query_once(newest_sql, types)
-        newest = rows[0][0] or 0
+        newest = session.newest_seq(types) if session is not None else self.repo.newest_seq(types)
         if newest <= self._conformance_seq:
             return
         changed_sql = (f"SELECT content FROM resource WHERE res_type IN ({marks}) AND seq > ? "
@@ -101,11 +101,13 @@ class FHIRService:
             self.definitions.add(jsonutil.loads(content))
         self._conformance_seq = newest
 
-    def validate(self, resource: dict, session: Session | None = None) -> list[Issue]:
-        """Validate before storing: errors reject the write (422); warnings are returned."""
+    def validate(self, resource: dict, session: Session | None = None, *, sync: bool = True) -> list[Issue]:
+        """Validate before storing: errors reject the write (422); warnings are returned.
+        ``sync=False``: against the definitions as they are (the caller checks afterwards)."""
         if not self.settings.validate_writes:
             return []
-        self.sync_conformance(session)
+        if sync:
+            self.sync_conformance(session)
         from ..validation import validate_resource
         issues = validate_resource(resource, self.definitions, resolver=self.resolve_canonical,
                                    unknown_profile=self.settings.unknown_profile)
@@ -162,21 +164,36 @@ class FHIRService:
         return self.in_write_transaction(work, session)
 
     async def create_async(self, res_type: str, body: Any) -> Result:
-        """create, on the event loop where the backend can await writes (repo.writes_on_loop)."""
+        """create, on the event loop where the backend can await writes (repo.loop_writes).
+
+        Nothing here waits for the database before the write: the resource is validated against
+        the definitions as this process last saw them, and the write itself first checks (once
+        per batch of writes) that no conformance resource has been stored since; if one has,
+        the definitions are brought up to date and the create is done again."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            work = self._create_work(res_type, body, None, None, False, conformance_seen=self._conformance_seq)
+            try:
+                return await self._in_write_transaction_async(work)
+            except _ConformanceChanged:
+                self.sync_conformance()
         return await self._in_write_transaction_async(self._create_work(res_type, body, None, None, False))
 
     def _create_work(self, res_type: str, body: Any, if_none_exist: str | None, res_id: str | None,
-                     prevalidated: bool) -> Callable[[Session], Result]:
-        """Everything a create does before the write transaction, and the work to run in it."""
+                     prevalidated: bool, conformance_seen: int | None = None) -> Callable[[Session], Result]:
+        """Everything a create does before the write transaction, and the work to run in it.
+        ``conformance_seen``: validate without looking for new conformance resources first; the
+        work checks that none was stored after that one (else _ConformanceChanged)."""
         self.check_type(res_type)
         resource = dict(self.check_body(res_type, body))
         resource.pop("id", None)  # the server assigns the id
-        warnings = [] if prevalidated else self.validate(resource)
+        warnings = [] if prevalidated else self.validate(resource, sync=conformance_seen is None)
         index_rows = self.index_rows(resource)
         new_res_id = res_id or new_id()
         prepared = self._version_content(resource, new_res_id, 1)
 
         def work(s: Session) -> Result:
+            if conformance_seen is not None and s.newest_seq(_CONFORMANCE_SORTED) > conformance_seen:
+                raise _ConformanceChanged()
             if if_none_exist:
                 hit = self._match_one_or_none(s, res_type, if_none_exist, "Conditional create")
                 if hit:
@@ -216,7 +233,7 @@ class FHIRService:
         return self.in_write_transaction(self._update_work(res_type, res_id, body, if_match, prevalidated), session)
 
     async def update_async(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None) -> Result:
-        """update, on the event loop where the backend can await writes (repo.writes_on_loop)."""
+        """update, on the event loop where the backend can await writes (repo.loop_writes)."""
         return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
 
     def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None,

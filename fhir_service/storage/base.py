@@ -89,6 +89,10 @@ class Session(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    def newest_seq(self, res_types: Sequence[str]) -> int:
+        """The seq of the newest version of any resource of these types (0 if none)."""
+        return self.query(newest_seq_sql(len(res_types)), list(res_types))[0][0] or 0
+
     # A request's share of a transaction that holds several (see group_commit.py): if it fails,
     # only its own writes are taken back.
     def begin_request(self) -> None:
@@ -120,6 +124,13 @@ class Session(ABC):
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+def newest_seq_sql(n_types: int) -> str:
+    # One MAX per type: each is a single probe of the (res_type, seq) index, where a MAX over
+    # "res_type IN (...)" reads every version of those types.
+    return "SELECT MAX(m) FROM (" + " UNION ALL ".join(
+        ["SELECT MAX(seq) AS m FROM resource_version WHERE res_type = ?"] * n_types) + ") AS newest"
+
+
 class Repository(ABC):
     dialect: str
 
@@ -137,17 +148,22 @@ class Repository(ABC):
         with self.transaction(write=True) as s:
             return work(s)
 
-    # A backend whose writes can be awaited on the event loop itself, without a worker thread.
-    writes_on_loop = False
+    # Which plain writes ("create", "update") the backend can take from the event loop itself,
+    # without a worker thread: run_write_async then awaits them.
+    loop_writes: frozenset[str] = frozenset()
 
     async def run_write_async(self, work: Callable[[Session], T]) -> T:
-        """run_write, awaited (only where writes_on_loop)."""
+        """run_write, awaited (only for the kinds of write in loop_writes)."""
         raise NotImplementedError
 
     def current(self, res_type: str, res_id: str) -> Row | None:
         """The current version of one resource, read on its own (no surrounding transaction needed)."""
         with self.transaction() as s:
             return s.current(res_type, res_id)
+
+    def newest_seq(self, res_types: Sequence[str]) -> int:
+        """Session.newest_seq, read on its own."""
+        return self.query_once(newest_seq_sql(len(res_types)), list(res_types))[0][0] or 0
 
     def query_once(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """One read-only statement, as cheaply as the backend allows (it is atomic on its own)."""

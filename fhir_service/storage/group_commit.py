@@ -13,6 +13,7 @@ Nobody is answered before the commit that holds their writes has succeeded.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -58,6 +59,19 @@ class GroupCommitter:
         if job.error is not None:
             raise job.error
         return job.result
+
+    async def run_async(self, work: Callable[[Session], Any]) -> Any:
+        """run, awaited on an asyncio event loop instead of blocking a thread."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(job: _Job) -> None:  # (on the writer thread)
+            try:
+                loop.call_soon_threadsafe(_settle_future, done, job)
+            except RuntimeError:
+                pass  # the event loop has closed (shutting down): nobody is waiting any more
+        self.submit(work, settle)
+        return await done
 
     def submit(self, work: Callable[[Session], Any], on_done: Callable[[_Job], None]) -> None:
         """Queue ``work`` without waiting: ``on_done(job)`` is called on the writer thread once it
@@ -125,6 +139,16 @@ class GroupCommitter:
         # If the database dropped the whole transaction this raises, and _commit runs every
         # job of the batch again on its own: no write is reported as stored unless it is.
         session.end_request(failed=job.error is not None)
+
+
+def _settle_future(done, job: _Job) -> None:
+    """Give a job's outcome to the asyncio future awaiting it (on the future's event loop)."""
+    if done.cancelled():
+        return
+    if job.error is not None:
+        done.set_exception(job.error)
+    else:
+        done.set_result(job.result)
 
 
 def _not_committed(exc: BaseException) -> StorageError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator, Sequence
@@ -18,6 +19,8 @@ from psycopg_pool import ConnectionPool
 
 from .. import jsonutil
 from .base import IndexRows, Repository, Row, StorageError, WriteConflict
+from .group_commit import GroupCommitter
+from .postgres_batch import create_batch
 from .schema import ALL_TABLES, INDEX_TABLE, INDEX_TABLES, ddl
 from .sql_session import SQLSession
 
@@ -184,6 +187,35 @@ class PostgresRepository(Repository):
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
+        self._conninfo, self._conn_kwargs = conninfo, kwargs
+        self._committer: GroupCommitter | None = None
+        self._writer_conn: psycopg.Connection | None = None
+        self._committer_lock = threading.Lock()
+
+    # -- plain creates from the event loop, batched (see postgres_batch.py) ----------------------
+    loop_writes = frozenset({"create"})
+
+    async def run_write_async(self, work):
+        return await self._create_committer().run_async(work)
+
+    def _create_committer(self) -> GroupCommitter:
+        with self._committer_lock:
+            if self._committer is None:
+                self._committer = GroupCommitter(lambda: create_batch(self._writer_connection),
+                                                 name="postgres-create-writer")
+            return self._committer
+
+    def _writer_connection(self) -> psycopg.Connection:
+        """The writer thread's own connection, made again if it broke."""
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            try:
+                self._writer_conn = conn = psycopg.connect(self._conninfo, **self._conn_kwargs)
+            except psycopg.Error as exc:
+                raise StorageError(f"database unavailable: {exc}") from exc
+        return conn
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[PostgresSession]:
@@ -246,4 +278,10 @@ class PostgresRepository(Repository):
                     conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
+            self._committer = None
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
         self.pool.close()

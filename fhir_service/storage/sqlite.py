@@ -1,14 +1,13 @@
 """SQLite backend: the embedded default. One file, WAL mode, one connection per thread."""
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .base import IndexRows, Repository, Row, Session, StorageError
+from .base import IndexRows, Repository, Row, Session, StorageError, newest_seq_sql
 from .deferred_writes import DeferredWrites, insert_rows, install_one_statement_trigger
 from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
@@ -37,6 +36,7 @@ class SQLiteSession(SQLSession):
         self._request_start: int | None = None  # where the running request's held-back writes begin
         self._request_savepoint = False
         self.broken: BaseException | None = None  # see send_deferred
+        self._newest: dict[tuple, int] = {}  # see newest_seq
 
     def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -123,6 +123,14 @@ class SQLiteSession(SQLSession):
         rows = self.conn.execute(CURRENT_SQL, (res_type, res_id)).fetchall()
         return current_row(rows[0]) if rows else None
 
+    def newest_seq(self, res_types):
+        # Read once per transaction (a batch of requests shares it) and without beginning it:
+        # the answer is about versions already committed, which a batch's own writes come after.
+        key = tuple(res_types)
+        if key not in self._newest:
+            self._newest[key] = self.conn.execute(newest_seq_sql(len(key)), key).fetchone()[0] or 0
+        return self._newest[key]
+
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if self.deferred.holds(row.res_type, row.res_id):
             self.send_deferred()  # one held-back version per resource: send the earlier one
@@ -139,15 +147,6 @@ class SQLiteSession(SQLSession):
 # A commit that finds the WAL longer than this checkpoints it inline, stalling its batch for
 # tens of milliseconds: the background checkpointer (every 0.1 s) should get there first.
 _BACKSTOP_PAGES = 50000  # ~200 MB of WAL
-
-
-def _settle(done: "asyncio.Future", job) -> None:
-    if done.cancelled():
-        return
-    if job.error is not None:
-        done.set_exception(job.error)
-    else:
-        done.set_result(job.result)
 
 
 class _Checkpointer(threading.Thread):
@@ -265,20 +264,11 @@ class SQLiteRepository(Repository):
         return self._group_committer().run(work)
 
     @property
-    def writes_on_loop(self) -> bool:
-        return self.path != ":memory:"
+    def loop_writes(self) -> frozenset[str]:
+        return frozenset() if self.path == ":memory:" else frozenset({"create", "update"})
 
     async def run_write_async(self, work: Callable[[Session], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def settle(job) -> None:  # (on the writer thread)
-            try:
-                loop.call_soon_threadsafe(_settle, done, job)
-            except RuntimeError:
-                pass  # the event loop has closed (shutting down): nobody is waiting any more
-        self._group_committer().submit(work, settle)
-        return await done
+        return await self._group_committer().run_async(work)
 
     def _group_committer(self) -> GroupCommitter:
         if self._committer is None:
@@ -290,6 +280,12 @@ class SQLiteRepository(Repository):
     def current(self, res_type, res_id):
         active = getattr(self._local, "session", None)  # (this thread's open transaction, if any)
         return (active or SQLiteSession(self._conn())).current(res_type, res_id)  # one autocommit SELECT
+
+    def newest_seq(self, res_types):
+        active = getattr(self._local, "session", None)
+        if active is not None:
+            return active.newest_seq(res_types)
+        return self._conn().execute(newest_seq_sql(len(res_types)), tuple(res_types)).fetchone()[0] or 0
 
     def query_once(self, sql, params=()):
         active = getattr(self._local, "session", None)
