@@ -6,6 +6,7 @@ index rows; a write that loses a race to another writer is retried from the star
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -109,7 +110,10 @@ class FHIRService:
         if sync:
             self.sync_conformance(session)
         from ..validation import validate_resource
-        issues = validate_resource(resource, self.definitions, resolver=self.resolve_canonical,
+        # Without sync, canonical lookups must not look in the database either: the definitions
+        # as they are, which the caller's check at write time covers.
+        issues = validate_resource(resource, self.definitions,
+                                   resolver=self.resolve_canonical if sync else self.definitions.get,
                                    unknown_profile=self.settings.unknown_profile)
         if any(i.is_error for i in issues):
             raise FHIRError(422, [i for i in issues if i.severity in ("fatal", "error", "warning")])
@@ -166,17 +170,20 @@ class FHIRService:
     async def create_async(self, res_type: str, body: Any) -> Result:
         """create, on the event loop where the backend can await writes (repo.loop_writes).
 
-        Nothing here waits for the database before the write: the resource is validated against
-        the definitions as this process last saw them, and the write itself first checks (once
-        per batch of writes) that no conformance resource has been stored since; if one has,
-        the definitions are brought up to date and the create is done again."""
+        Nothing on the event loop waits for the database: the resource is validated against the
+        definitions as this process last saw them, and the write itself first checks (once per
+        batch of writes) that no conformance resource has been stored since; if one has, the
+        definitions are brought up to date (in a worker thread) and the create is done again."""
+        loop = asyncio.get_running_loop()
         for _ in range(MAX_WRITE_ATTEMPTS):
             work = self._create_work(res_type, body, None, None, False, conformance_seen=self._conformance_seq)
             try:
                 return await self._in_write_transaction_async(work)
             except _ConformanceChanged:
-                self.sync_conformance()
-        return await self._in_write_transaction_async(self._create_work(res_type, body, None, None, False))
+                await loop.run_in_executor(None, self.sync_conformance)
+        # (Conformance resources keep arriving: validate after a sync, as create does.)
+        work = await loop.run_in_executor(None, self._create_work, res_type, body, None, None, False)
+        return await self._in_write_transaction_async(work)
 
     def _create_work(self, res_type: str, body: Any, if_none_exist: str | None, res_id: str | None,
                      prevalidated: bool, conformance_seen: int | None = None) -> Callable[[Session], Result]:

@@ -212,7 +212,7 @@ class PostgresRepository(Repository):
             if conn is not None:
                 conn.close()
             try:
-                self._writer_conn = conn = psycopg.connect(self._conninfo, **self._conn_kwargs)
+                self._writer_conn = conn = psycopg.connect(self._conninfo, connect_timeout=10, **self._conn_kwargs)
             except psycopg.Error as exc:
                 raise StorageError(f"database unavailable: {exc}") from exc
         return conn
