@@ -54,6 +54,10 @@ class FHIRService:
             try:
                 return self.repo.run_write(work)
             except WriteConflict:
+                stored = getattr(work, "already_stored", None)
+                result = stored() if stored else None
+                if result is not None:
+                    return result
                 if attempt == MAX_WRITE_ATTEMPTS - 1:
                     raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
         raise AssertionError("unreachable")
@@ -64,6 +68,10 @@ class FHIRService:
             try:
                 return await self.repo.run_write_async(work)
             except WriteConflict:
+                stored = getattr(work, "already_stored", None)
+                result = await asyncio.get_running_loop().run_in_executor(None, stored) if stored else None
+                if result is not None:
+                    return result
                 if attempt == MAX_WRITE_ATTEMPTS - 1:
                     raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
         raise AssertionError("unreachable")
@@ -207,6 +215,17 @@ class FHIRService:
                     return Result(200, s.current(*hit))
             row = self._store(s, res_type, new_res_id, resource, 1, "POST", index_rows, prepared)
             return Result(201, row, warnings)
+
+        def already_stored() -> Result | None:
+            # A conflict on an id this server just made up means an earlier attempt of this very
+            # create was stored (e.g. its commit went through but the reply was lost, and the
+            # write ran again): it succeeded, and must not be reported as failed or made twice.
+            row = self.repo.current(res_type, new_res_id)
+            if row is not None and row.version == 1 and row.content == prepared[2]:
+                return Result(201, row, warnings)
+            return None
+        if res_id is None:
+            work.already_stored = already_stored  # type: ignore[attr-defined]
         return work
 
     # -- read --------------------------------------------------------------------------------
