@@ -73,9 +73,19 @@ def _reject_constant(name: str) -> Any:
     raise JSONError(f"{name} is not valid JSON")
 
 
-def loads(text: str | bytes, *, max_depth: int | None = None) -> Any:
+def loads(text: str | bytes, *, max_depth: int | None = None, refuse_nul: bool = False) -> Any:
+    """``refuse_nul``: a string holding U+0000 is an error (for what clients send: PostgreSQL
+    cannot store the character, and FHIR strings should hold no control characters)."""
     if max_depth is not None and json_depth(text, max_depth) > max_depth:
         raise JSONError(f"JSON is nested more than {max_depth} levels deep")
+    value = _parse(text)
+    if refuse_nul and (b"\\u0000" if isinstance(text, bytes) else "\\u0000") in text:
+        _refuse_strings_with(value, "\x00", "a string holds U+0000 (a \\u0000 escape), which this server "
+                                            "cannot store (FHIR strings should hold no control characters)")
+    return value
+
+
+def _parse(text: str | bytes) -> Any:
     if isinstance(text, bytes) and not _NEEDS_GENERAL_PARSER.search(text):
         try:
             return orjson.loads(text)
@@ -97,20 +107,31 @@ def loads(text: str | bytes, *, max_depth: int | None = None) -> Any:
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
-    strings = [value]
-    while strings:
-        v = strings.pop()
+    for v in _strings(value):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JSONError("a string holds half of a UTF-16 surrogate pair (a \\uD800-\\uDFFF escape "
+                            "without its other half)") from None
+
+
+def _refuse_strings_with(value: Any, char: str, message: str) -> None:
+    if any(char in v for v in _strings(value)):
+        raise JSONError(message)
+
+
+def _strings(value: Any):
+    """Every string in a parsed JSON value, keys included."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
         if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                raise JSONError("a string holds half of a UTF-16 surrogate pair (a \\uD800-\\uDFFF escape "
-                                "without its other half)") from None
+            yield v
         elif isinstance(v, dict):
-            strings.extend(v.keys())
-            strings.extend(v.values())
+            stack.extend(v.keys())
+            stack.extend(v.values())
         elif isinstance(v, list):
-            strings.extend(v)
+            stack.extend(v)
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> str:

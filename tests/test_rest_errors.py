@@ -85,6 +85,17 @@ def test_half_a_surrogate_pair_is_refused_and_its_neighbours_stored(fhir, uid):
             assert fhir.get(f"Patient/{r.json()['id']}").status_code == 200
 
 
+def test_a_nul_character_is_refused(fhir, uid):
+    # U+0000 is valid JSON but no PostgreSQL text can hold it: a 400 on every backend, not a 500.
+    body = ('{"resourceType":"Patient","identifier":[{"system":"urn:t","value":"%s"}],'
+            '"name":[{"family":"a\\u0000b"}]}' % uid).encode()
+    assert_outcome(fhir.request("POST", "Patient", data=body, headers={"Content-Type": "application/fhir+json"}), 400)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {
+        "resourceType": "Patient", "name": [{"family": "x\u0000"}]}, "request": {"method": "POST", "url": "Patient"}}]}
+    assert_outcome(fhir.post("", json=bundle), 400)
+    assert fhir.get(f"Patient?identifier=urn:t|{uid}").json()["total"] == 0
+
+
 def test_invalid_resource_is_rejected_with_location(fhir):
     r = fhir.post("Patient", json={"resourceType": "Patient", "active": "true"})
     body = assert_outcome(r, 422)

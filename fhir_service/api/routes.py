@@ -61,7 +61,7 @@ class Call:
         if not self.body:
             raise error(400, "required", "The request has no body")
         try:
-            return jsonutil.loads(self.body, max_depth=self.settings.max_json_depth)
+            return jsonutil.loads(self.body, max_depth=self.settings.max_json_depth, refuse_nul=True)
         except jsonutil.JSONError as exc:
             raise error(400, "structure", f"The body is not valid JSON: {exc}")
 
