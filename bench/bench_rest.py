@@ -71,13 +71,16 @@ class Baseline:
         self.concurrency = concurrency
         self.proc = start([sys.executable, "-m", "uvicorn", "baseline_app:app", "--app-dir", "bench", "--port",
                            str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)], self.port, "/fhir/Patient/baseline")
-        self.all: list[LoadResult] = []
-        self.measure(500)  # warm-up
+        self.slices: list[LoadResult] = []
+        self._load(500)  # warm-up (not one of the slices)
+
+    def _load(self, n: int) -> LoadResult:
+        return run_load("127.0.0.1", self.port, lambda i: build_request("GET", "/fhir/Patient/baseline", self.host), n,
+                        self.concurrency)
 
     def measure(self, n: int) -> LoadResult:
-        r = run_load("127.0.0.1", self.port, lambda i: build_request("GET", "/fhir/Patient/baseline", self.host), n,
-                     self.concurrency)
-        self.all.append(r)
+        r = self._load(n)
+        self.slices.append(r)
         return r
 
     def stop(self) -> None:
@@ -94,9 +97,7 @@ def interleaved(baseline: Baseline, port: int, make, n: int, conc: int) -> tuple
         mine = run_load("127.0.0.1", port, make, per, conc)
         ours.append(mine)
         ratios.append(mine.rps / base.rps)
-    merged = LoadResult(sum(r.requests for r in ours), sum(r.seconds for r in ours),
-                        [x for r in ours for x in r.latencies_ms], sum(r.errors for r in ours), {})
-    return merged, statistics.median(ratios)
+    return LoadResult.merge(ours), statistics.median(ratios)
 
 
 def bench_backend(name: str, database: str, n: int, conc: int, baseline: Baseline, workers: int = 1) -> list[dict]:
@@ -189,8 +190,8 @@ def main() -> None:
         rows = run_backends(a, baseline)
     finally:
         baseline.stop()
-    slices = baseline.all[1:]  # without the warm-up
-    base_rps = sum(r.requests for r in slices) / sum(r.seconds for r in slices)
+    slices = baseline.slices
+    base_rps = LoadResult.merge(slices).rps
     print(f"baseline (trivial FastAPI endpoint), over all its slices: {base_rps:.0f} req/s "
           f"(slices ranged {min(r.rps for r in slices):.0f}-{max(r.rps for r in slices):.0f})")
     print("\n| backend | interaction | req/s | × baseline | p50 ms | p99 ms | errors |")

@@ -1,9 +1,11 @@
 """Search benchmark: load a generated asthma population, time the issue's searches (p50/p99)
 and show the query plans. Not a test; run by hand:
 
-    python bench/bench_search.py load --database sqlite:///data/bench-10k.db --patients 10000
-    python bench/bench_search.py run  --database sqlite:///data/bench-10k.db --patients 10000
-    python bench/bench_search.py explain --database ... --patients 10000
+    python bench/bench_search.py load    --database sqlite:///data/bench-10k.db --patients 10000
+    python bench/bench_search.py run     --database sqlite:///data/bench-10k.db [--database <a larger one>]
+    python bench/bench_search.py explain --database sqlite:///data/bench-10k.db
+
+(``run`` with two databases interleaves their rounds and prints the growth from one to the other.)
 
 ``load`` writes in large transactions through the search indexer (index_resource) with
 batched inserts (COPY on PostgreSQL) — the bulk path, not HTTP. ``run`` calls
@@ -29,6 +31,7 @@ from fhir_service import jsonutil  # noqa: E402
 from fhir_service.definitions.registry import get_definitions  # noqa: E402
 from fhir_service.search import index_resource, search  # noqa: E402
 from fhir_service.storage import open_repository  # noqa: E402
+from fhir_service.storage.base import index_rows_by_table  # noqa: E402
 from fhir_service.storage.schema import ALL_TABLES, INDEX_TABLES, index_ddl, index_names  # noqa: E402
 from generate_population import NHS, patient_bundle, practices  # noqa: E402
 
@@ -63,8 +66,8 @@ def _extract(task: tuple[int, int, int, bool]) -> tuple[list[tuple], dict[str, l
     for res in resources:
         res["meta"] = {"versionId": "1", "lastUpdated": STAMP}
         versions.append((res["resourceType"], res["id"], 1, STAMP, "PUT", False, jsonutil.dumps(res)))
-        for table, rows in index_resource(_DEFS, res).items():
-            index[table].extend((res["resourceType"], res["id"], n, *r) for n, r in enumerate(rows))
+        for table, rows in index_rows_by_table([(res["resourceType"], res["id"], index_resource(_DEFS, res))]).items():
+            index[table].extend(rows)
     return versions, index
 
 
@@ -93,7 +96,7 @@ def _write(repo, versions: list[tuple], index: dict[str, list[tuple]]) -> None:
             rows = index[t.name]
             if not rows:
                 continue
-            cols = ("res_type", "res_id", "n") + t.columns
+            cols = t.stored_columns
             if s.dialect == "postgresql":
                 _copy(s.conn, t.name, cols, rows)
             else:
@@ -258,9 +261,9 @@ class _Recorder:
     def __getattr__(self, name):
         return getattr(self._s, name)
 
-    def query(self, sql, params=()):
+    def query(self, sql, params=(), **kw):
         self.statements.append((sql, list(params)))
-        return self._s.query(sql, params)
+        return self._s.query(sql, params, **kw)
 
 
 def explain(args) -> None:
@@ -273,19 +276,14 @@ def explain(args) -> None:
             rec = _Recorder(s)
             search(rec, defs, resource_type=rtype, params=parse_qsl(qs), base_url="http://b/fhir", strict=True)
             print(f"\n== {label}: {rtype}?{qs}")
+            prefix, column = (("EXPLAIN QUERY PLAN ", -1) if s.dialect == "sqlite"
+                              else ("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ", 0))
             for sql, params in rec.statements:
                 if not sql.lstrip().upper().startswith("SELECT"):
                     continue
-                if s.dialect == "sqlite":
-                    rows = s.query("EXPLAIN QUERY PLAN " + sql, params)
-                    print("  --", sql[:100] + ("..." if len(sql) > 100 else ""))
-                    for r in rows:
-                        print("   ", r[-1])
-                else:
-                    rows = s.query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
-                    print("  --", sql[:100] + ("..." if len(sql) > 100 else ""))
-                    for r in rows:
-                        print("   ", r[0])
+                print("  --", sql[:100] + ("..." if len(sql) > 100 else ""))
+                for r in s.query(prefix + sql, params):
+                    print("   ", r[column])
     repo.close()
 
 

@@ -21,6 +21,16 @@ class LoadResult:
     errors: int
     statuses: dict
 
+    @classmethod
+    def merge(cls, results: list["LoadResult"]) -> "LoadResult":
+        """Several runs as one (their requests, time and latencies added up)."""
+        statuses: dict = {}
+        for r in results:
+            for k, v in r.statuses.items():
+                statuses[k] = statuses.get(k, 0) + v
+        return cls(sum(r.requests for r in results), sum(r.seconds for r in results),
+                   [x for r in results for x in r.latencies_ms], sum(r.errors for r in results), statuses)
+
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0

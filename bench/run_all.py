@@ -15,7 +15,7 @@ STEPS = [
     [sys.executable, str(HERE / "bench_rest.py")],
     [sys.executable, str(HERE / "bench_validation.py")],
     [sys.executable, str(HERE / "bench_search.py"), "load", "--database", DB, "--patients", "10000"],
-    [sys.executable, str(HERE / "bench_search.py"), "run", "--database", DB, "--patients", "10000"],
+    [sys.executable, str(HERE / "bench_search.py"), "run", "--database", DB],
 ]
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import simplejson
@@ -80,8 +80,8 @@ def loads(text: str | bytes, *, max_depth: int | None = None, refuse_nul: bool =
         raise JSONError(f"JSON is nested more than {max_depth} levels deep")
     value = _parse(text)
     if refuse_nul and (b"\\u0000" if isinstance(text, bytes) else "\\u0000") in text:
-        _refuse_strings_with(value, "\x00", "a string holds U+0000 (a \\u0000 escape), which this server "
-                                            "cannot store (FHIR strings should hold no control characters)")
+        _refuse_strings(value, lambda v: "\x00" in v, "a string holds U+0000 (a \\u0000 escape), which this "
+                        "server cannot store (FHIR strings should hold no control characters)")
     return value
 
 
@@ -96,7 +96,8 @@ def _parse(text: str | bytes) -> Any:
             text = text.decode("utf-8")
         value = simplejson.loads(text, use_decimal=True, parse_constant=_reject_constant)
         if _SURROGATE_ESCAPE.search(text):
-            _refuse_lone_surrogates(value)
+            _refuse_strings(value, _not_utf8, "a string holds half of a UTF-16 surrogate pair (a \\uD800-\\uDFFF "
+                            "escape without its other half)")
         return value
     except UnicodeDecodeError as exc:
         raise JSONError(f"body is not UTF-8: {exc}") from None
@@ -106,17 +107,16 @@ def _parse(text: str | bytes) -> Any:
         raise JSONError("JSON is nested too deeply") from None
 
 
-def _refuse_lone_surrogates(value: Any) -> None:
-    for v in _strings(value):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            raise JSONError("a string holds half of a UTF-16 surrogate pair (a \\uD800-\\uDFFF escape "
-                            "without its other half)") from None
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
-def _refuse_strings_with(value: Any, char: str, message: str) -> None:
-    if any(char in v for v in _strings(value)):
+def _refuse_strings(value: Any, bad: Callable[[str], bool], message: str) -> None:
+    if any(bad(v) for v in _strings(value)):
         raise JSONError(message)
 
 
@@ -135,24 +135,17 @@ def _strings(value: Any):
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> str:
-    if not pretty:
-        try:
-            return orjson.dumps(obj, default=_decimal_verbatim).decode("utf-8")
-        except TypeError:  # (orjson.JSONEncodeError is one)
-            pass
-    return _general_dumps(obj, pretty)
+    return dumps_bytes(obj, pretty=pretty).decode("utf-8")
 
 
 def dumps_bytes(obj: Any, *, pretty: bool = False) -> bytes:
     if not pretty:
         try:
             return orjson.dumps(obj, default=_decimal_verbatim)
-        except TypeError:
+        except TypeError:  # (orjson.JSONEncodeError is one)
             pass
-    return _general_dumps(obj, pretty).encode("utf-8")
-
-
-def _general_dumps(obj: Any, pretty: bool) -> str:
     if pretty:
-        return simplejson.dumps(obj, use_decimal=True, indent=2, ensure_ascii=False)
-    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+        text = simplejson.dumps(obj, use_decimal=True, indent=2, ensure_ascii=False)
+    else:
+        text = simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")

@@ -55,24 +55,32 @@ def _write_concurrently(repo, n: int, work_for) -> dict[int, object]:
     return outcome
 
 
-def test_each_write_succeeds_or_fails_alone(repo):
+@pytest.mark.parametrize("own_statement", [False, True], ids=["writes only", "writes, a statement, writes"])
+def test_each_request_succeeds_or_fails_alone(repo, own_statement):
+    # Every third request fails. With own_statement, each request writes, runs a statement of
+    # its own (which sends every held-back write first and gives the request its savepoint),
+    # then writes again.
     def work_for(i):
         def work(s):
             s.write(_row(i), None)
-            if i % 5 == 0:
+            if own_statement:
+                (count,) = s.query("SELECT COUNT(*) FROM resource WHERE res_id = ?", (f"b{i}",))[0]
+                assert count == 1  # its own held-back write is visible to its statement
+                s.write(_row(1000 + i), None)
+            if i % 3 == 0:
                 raise Refused(i)
             return i
         return work
 
     outcome = _write_concurrently(repo, 48, work_for)
     for i, result in outcome.items():
-        stored = repo.current("Basic", f"b{i}")
-        if i % 5 == 0:
-            assert isinstance(result, Refused)
-            assert stored is None, f"b{i} failed, yet its write was kept"
+        kept = [repo.current("Basic", res_id) for res_id in ([f"b{i}", f"b{1000 + i}"] if own_statement else [f"b{i}"])]
+        if i % 3 == 0:
+            assert isinstance(result, Refused), (i, result)
+            assert kept == [None] * len(kept), f"request {i} failed, yet its writes were kept"
         else:
             assert result == i
-            assert stored is not None and stored.version == 1
+            assert all(row is not None and row.version == 1 for row in kept), (i, kept)
 
 
 def test_later_writes_see_earlier_ones_in_the_same_commit(repo):
@@ -128,29 +136,6 @@ def test_a_write_that_breaks_the_shared_transaction_harms_only_itself(repo):
 
 
 # -- writes held back until something could see them (storage/deferred_writes.py) -----------
-
-def test_a_request_that_fails_after_its_own_statements_takes_back_only_its_own_writes(repo):
-    # Each request writes, then runs a statement of its own (which sends every held-back write
-    # first and gives the request its savepoint), then writes again. Every third one fails.
-    def work_for(i):
-        def work(s):
-            s.write(_row(i), None)
-            (count,) = s.query("SELECT COUNT(*) FROM resource WHERE res_id = ?", (f"b{i}",))[0]
-            assert count == 1  # its own held-back write is visible to its statement
-            s.write(_row(1000 + i), None)
-            if i % 3 == 0:
-                raise Refused(i)
-            return i
-        return work
-
-    outcome = _write_concurrently(repo, 24, work_for)
-    for i, result in outcome.items():
-        kept = [repo.current("Basic", f"b{i}"), repo.current("Basic", f"b{1000 + i}")]
-        if i % 3 == 0:
-            assert isinstance(result, Refused) and kept == [None, None], (i, result, kept)
-        else:
-            assert result == i and all(r is not None for r in kept), (i, result, kept)
-
 
 def test_held_back_writes_are_seen_by_reads_and_keep_their_order(repo):
     index_rows = {"idx_token": [("identifier", 0, "urn:x", "a-1", None)]}

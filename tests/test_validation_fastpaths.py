@@ -89,7 +89,7 @@ def _fast_against_general(defs, monkeypatch, resources) -> tuple[int, list]:
 
     def both(w, node, data, path, type_code, ext=None):
         cons = invariants.constraints_of(node)
-        got = invariants._fast_results(w, node, data, type_code, ext, cons) if cons and type(data) is dict else None
+        got = invariants._fast_results(w, node, data, type_code, ext) if cons and type(data) is dict else None
         for i, c in enumerate(cons if got is not None else ()):
             ok = got[0][i]
             if ok is invariants._LIVE:

@@ -54,12 +54,9 @@ class FHIRService:
             try:
                 return self.repo.run_write(work)
             except WriteConflict:
-                stored = getattr(work, "already_stored", None)
-                result = stored() if stored else None
+                result = self._after_lost_race(work, attempt)
                 if result is not None:
                     return result
-                if attempt == MAX_WRITE_ATTEMPTS - 1:
-                    raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
         raise AssertionError("unreachable")
 
     async def _in_write_transaction_async(self, work: Callable[[Session], T]) -> T:
@@ -68,13 +65,20 @@ class FHIRService:
             try:
                 return await self.repo.run_write_async(work)
             except WriteConflict:
-                stored = getattr(work, "already_stored", None)
-                result = await asyncio.get_running_loop().run_in_executor(None, stored) if stored else None
+                # (in a worker thread: it may read the database)
+                result = await asyncio.get_running_loop().run_in_executor(None, self._after_lost_race, work, attempt)
                 if result is not None:
                     return result
-                if attempt == MAX_WRITE_ATTEMPTS - 1:
-                    raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
         raise AssertionError("unreachable")
+
+    def _after_lost_race(self, work: Callable[[Session], T], attempt: int) -> T | None:
+        """What to do when ``work`` lost a race: its result if it was stored after all (see
+        _create_work), None to try again, or a 409 once the attempts are used up."""
+        stored = getattr(work, "already_stored", None)
+        result = stored() if stored else None
+        if result is None and attempt == MAX_WRITE_ATTEMPTS - 1:
+            raise error(409, "conflict", "The resource was changed by another request at the same time; retry")
+        return result
 
     def check_type(self, res_type: str) -> str:
         if not self.definitions.is_resource_type(res_type):

@@ -90,7 +90,7 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
     if plan.summary == "count" or plan.count == 0:
         total = None
         if plan.total != "none":
-            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
+            total = _count(session, where, args)
         return B.searchset(total=total, links=links, entries=[], ignored=plan.ignored)
     order_sql, order_args = _order(ctx, plan)
     rows = session.query(f"SELECT r.res_type, r.res_id, r.content FROM resource r WHERE {where} "
@@ -108,11 +108,15 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
         matches = paging.read(session, sid, 0, plan.count)
         total = held
         if held >= paging.MAX_ENTRIES:
-            total = int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
+            total = _count(session, where, args)
             ignored.append(Issue("warning", "too-costly",
                                  f"only the first {held} of {total} matches can be paged; narrow the search"))
         links += paging.page_links(base_url, sid, 0, plan.count, held)
     return _bundle(session, definitions, plan, base_url, matches, links, total, ignored)
+
+
+def _count(session, where: str, args: list) -> int:
+    return int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
 
 
 def _bundle(session, definitions, plan: Plan, base_url: str, matches, links, total, ignored) -> dict:

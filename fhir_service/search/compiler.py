@@ -179,14 +179,15 @@ def build(ctx: Ctx, rtype: str, crit: Criterion) -> Cond:
     negate = mod in ("not", "not-in")
     builder = _WHERE[ptype]
     vals = [builder(ctx, name, v, sp) for v in crit.values]
-    return Cond(rtype, _rank(ptype, code, mod, crit.values, name), table,
+    return Cond(rtype, _rank(ptype, code, name, crit.values), table,
                 lambda a, c=code, vs=vals: _param_or(a, c, vs), negate=negate)
 
 
 _DAY_MS = 86400000
 
 
-def _rank(ptype: str, code: str, mod: str | None = None, values: list[str] = (), name: Name | None = None) -> float:
+def _rank(ptype: str, code: str, name: Name, values: list[str]) -> float:
+    mod = name.modifier
     if ptype == "token" and "identifier" in code:
         return 1.5
     if ptype == "token" and code in _LOW_SELECTIVITY:
@@ -333,7 +334,7 @@ def _date_where(ctx, name: Name, raw: str, sp):
 def _approx_span(lo: int, hi: int) -> int:
     import time
     now = int(time.time() * 1000)
-    return max(abs(now - (lo + hi) // 2) // 10, 86400000)
+    return max(abs(now - (lo + hi) // 2) // 10, _DAY_MS)
 
 
 def _range_pred(prefix: str, lo, hi, low_col: str, high_col: str, span):

@@ -13,7 +13,7 @@ An extractor returns ``[(value, fhir_type)]``; ``fhir_type`` is None when unknow
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from fhirpathpy.models import models
 
@@ -227,6 +227,23 @@ def _applies(head: str, resource_type: str) -> bool:
     return head in (resource_type, "Resource", "DomainResource")
 
 
+_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _type_parts(expression: str, resource_type: str) -> Iterator[str]:
+    """The ``|`` parts of ``expression`` that apply to ``resource_type``, each starting from the
+    type (a relative path gets it put in front)."""
+    for part in split_top(expression, "|"):
+        if not part:
+            continue
+        head = _HEAD.match(part.lstrip("("))
+        head_name = head.group(0) if head else ""
+        if not head_name[:1].isupper():
+            yield f"{resource_type}.{part}"  # a relative path: from the resource itself
+        elif _applies(head_name, resource_type):
+            yield part
+
+
 def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
     """The JSON keys at the resource's top level that ``expression`` can start from, or None if
     that is not plain to see. A resource with none of them gives the expression nothing, so
@@ -236,13 +253,11 @@ def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
     nothing where there is nothing. Anything else (e.g. "deceased.exists() and deceased !=
     false", true or false whatever is there) gives None."""
     keys: set[str] = set()
-    for part in split_top(expression, "|"):
-        if not part:
-            continue
+    for part in _type_parts(expression, resource_type):
         if _EXISTS_NOT_FALSE.match(part):
             return None
         try:
-            _steps(part if part.startswith("(") or part[:1].isupper() else f"{resource_type}.{part}")
+            _steps(part)
         except Unsupported:
             return None
         if part.startswith("("):
@@ -251,10 +266,6 @@ def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
                 return None
             part = m.group(1).strip()
         segs = split_top(part, ".")
-        if not segs[0][:1].isupper():
-            segs = [resource_type] + segs  # a relative path: from the resource itself
-        elif not _applies(segs[0], resource_type):
-            continue
         if len(segs) < 2:
             return None
         m = _IDENT.match(segs[1]) or _INDEXED.match(segs[1])
@@ -275,19 +286,7 @@ def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
 def compile_expression(expression: str, resource_type: str) -> Extractor | None:
     """An extractor for the parts of ``expression`` that apply to ``resource_type``
     (None if no part does)."""
-    extractors: list[Extractor] = []
-    for part in split_top(expression, "|"):
-        if not part:
-            continue
-        stripped = part[1:] if part.startswith("(") else part
-        head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", stripped)
-        head_name = head.group(0) if head else ""
-        if head_name[:1].isupper():
-            if not _applies(head_name, resource_type):
-                continue
-        else:
-            part = f"{resource_type}.{part}"  # a relative path: from the resource itself
-        extractors.append(_compile_part(part, resource_type))
+    extractors = [_compile_part(part, resource_type) for part in _type_parts(expression, resource_type)]
     if not extractors:
         return None
     if len(extractors) == 1:
@@ -344,15 +343,10 @@ def compile_relative(expression: str, base_path: str) -> Extractor:
 
 def compile_nodes(expression: str, resource_type: str) -> Callable[[dict], list[Node]] | None:
     """Like compile_expression but returns full nodes (for composite bases)."""
-    parts = []
-    for part in split_top(expression, "|"):
-        head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", part.lstrip("("))
-        if head and head.group(0)[:1].isupper() and not _applies(head.group(0), resource_type):
-            continue
-        try:
-            parts.append(_steps(part))
-        except Unsupported:
-            return None
+    try:
+        parts = [_steps(part) for part in _type_parts(expression, resource_type)]
+    except Unsupported:
+        return None
     if not parts:
         return None
 

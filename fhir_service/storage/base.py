@@ -12,10 +12,11 @@ Write transactions are serialised per key where it matters:
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -111,17 +112,31 @@ class Session(ABC):
         from .schema import INDEX_TABLE, INDEX_TABLES
         for table in () if fresh else INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
-        for table_name, rows in (index_rows or {}).items():
-            if not rows:
-                continue
+        for table_name, rows in index_rows_by_table([(res_type, res_id, index_rows)]).items():
             table = INDEX_TABLE[table_name]
-            self.insert_rows(table.name, ("res_type", "res_id", "n") + table.columns,
-                             [(res_type, res_id, i, *r) for i, r in enumerate(rows)])
+            self.insert_rows(table.name, table.stored_columns, rows)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         """INSERT several rows into one table (backends may do it in fewer statements)."""
         marks = ", ".join("?" for _ in columns)
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def index_rows_by_table(resources: Iterable[tuple[str, str, IndexRows | None]]) -> dict[str, list[tuple]]:
+    """The index rows of several resources, (res_type, res_id, index rows) each, gathered per
+    table as stored: (res_type, res_id, n, *row), ``n`` numbering a resource's rows in a table."""
+    per_table: dict[str, list[tuple]] = {}
+    for res_type, res_id, index_rows in resources:
+        for table_name, rows in (index_rows or {}).items():
+            if rows:
+                per_table.setdefault(table_name, []).extend(
+                    (res_type, res_id, n, *values) for n, values in enumerate(rows))
+    return per_table
+
+
+def has_non_finite(rows: Iterable[tuple]) -> bool:
+    """Whether any value is an infinite or NaN float (which JSON cannot carry)."""
+    return any(type(v) is float and not math.isfinite(v) for row in rows for v in row)
 
 
 def newest_seq_sql(n_types: int) -> str:

@@ -17,13 +17,12 @@ Rules that keep this invisible to callers (see SQLiteSession):
 """
 from __future__ import annotations
 
-import math
 import sqlite3
 from typing import Callable
 
 import orjson
 
-from .base import IndexRows, Row, StorageError, WriteConflict
+from .base import IndexRows, Row, StorageError, WriteConflict, has_non_finite, index_rows_by_table
 from .schema import INDEX_TABLE, INDEX_TABLES
 
 MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
@@ -80,28 +79,18 @@ class DeferredWrites:
                     execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id IN ({', '.join('?' * len(chunk))})",
                             [res_type, *chunk])
         try:
-            insert_rows(execute, "resource_version", _VERSION_COLUMNS,
-                        [(r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
-                         for r, _ in batch])
+            insert_rows(execute, "resource_version", _VERSION_COLUMNS, [_version_values(r) for r, _ in batch])
         except sqlite3.IntegrityError as exc:
             raise WriteConflict(f"a version written here already exists: {exc}") from exc
         insert_rows(execute, "resource", _CURRENT_COLUMNS,
                     [(r.res_type, r.res_id, r.version, r.last_updated, int(r.deleted), r.content, r.res_type, r.res_id,
                       r.version) for r, _ in batch], _UPSERT_CURRENT, _CURRENT_VALUES)
-        per_table: dict[str, list[tuple]] = {}
-        for row, index_rows in batch:
-            if row.deleted or not index_rows:
-                continue
-            for table_name, rows in index_rows.items():
-                per_table.setdefault(table_name, []).extend(
-                    (row.res_type, row.res_id, n, *values) for n, values in enumerate(rows))
-        for table_name, rows in per_table.items():
+        for table_name, rows in _index_rows(batch).items():
             table = INDEX_TABLE[table_name]
-            insert_rows(execute, table.name, ("res_type", "res_id", "n") + table.columns, rows)
+            insert_rows(execute, table.name, table.stored_columns, rows)
         del self.rows[:end]
         for row, _ in batch:
             del self.by_key[(row.res_type, row.res_id)]  # (a resource is held back at most once)
-
 
     def send_as_one_statement(self, conn: sqlite3.Connection) -> bool:
         """Send the held-back first versions of new resources as ONE statement, outside any
@@ -117,15 +106,10 @@ class DeferredWrites:
         """
         if any(row.version != 1 or row.deleted for row, _ in self.rows):
             return False
-        if any(_not_finite(index_rows) for _, index_rows in self.rows):
+        document = _index_rows(self.rows)
+        if any(has_non_finite(rows) for rows in document.values()):
             return False  # JSON has no Infinity: the multi-row INSERTs bind it as it is
-        document: dict[str, list] = {"versions": [
-            (r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content)
-            for r, _ in self.rows]}
-        for row, index_rows in self.rows:
-            for table_name, rows in (index_rows or {}).items():
-                document.setdefault(table_name, []).extend(
-                    (row.res_type, row.res_id, n, *values) for n, values in enumerate(rows))
+        document["versions"] = [_version_values(r) for r, _ in self.rows]
         try:
             text = orjson.dumps(document).decode("utf-8")
         except TypeError:  # e.g. an integer past 64 bits: the multi-row INSERTs take it
@@ -141,9 +125,12 @@ class DeferredWrites:
         return True
 
 
-def _not_finite(index_rows: IndexRows | None) -> bool:
-    return any(type(v) is float and not math.isfinite(v)
-               for rows in (index_rows or {}).values() for row in rows for v in row)
+def _version_values(r: Row) -> tuple:
+    return r.res_type, r.res_id, r.version, r.last_updated, r.method, int(r.deleted), r.content
+
+
+def _index_rows(writes: list[tuple[Row, IndexRows | None]]) -> dict[str, list[tuple]]:
+    return index_rows_by_table((r.res_type, r.res_id, None if r.deleted else rows) for r, rows in writes)
 
 
 def _one_statement_ddl() -> list[str]:
@@ -161,7 +148,7 @@ def _one_statement_ddl() -> list[str]:
         "FROM json_each(NEW.document, '$.versions');",
     ]
     for table in INDEX_TABLES:
-        names = ("res_type", "res_id", "n") + table.columns
+        names = table.stored_columns
         body.append(f"INSERT INTO {table.name} ({', '.join(names)}) "
                     f"SELECT {columns(len(names))} FROM json_each(NEW.document, '$.{table.name}');")
     body.append("DELETE FROM pending_writes;")

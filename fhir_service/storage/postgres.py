@@ -6,30 +6,23 @@ drop their own).
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import threading
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Iterator, Sequence
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .. import jsonutil
-from .base import IndexRows, Repository, Row, StorageError, WriteConflict
+from .base import IndexRows, Repository, Row, StorageError, WriteConflict, index_rows_by_table
 from .group_commit import GroupCommitter
 from .postgres_batch import create_batch
-from .schema import ALL_TABLES, INDEX_TABLE, INDEX_TABLES, ddl
+from .postgres_sql import index_document, insert_index_rows, pg
+from .schema import ALL_TABLES, INDEX_TABLES, ddl
 from .sql_session import SQLSession
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def _pg(sql: str) -> str:
-    """Our SQL uses ``?`` placeholders; psycopg wants ``%s`` (and literal % doubled)."""
-    return sql.replace("%", "%%").replace("?", "%s")
 
 
 class PostgresSession(SQLSession):
@@ -54,12 +47,10 @@ class PostgresSession(SQLSession):
         if not self.begun:
             self.conn.execute("BEGIN")
             self.begun = True
-        if self._held is not None:
-            held, self._held = self._held, None
-            self._send(*held)
+        self.finish()
 
     def finish(self) -> None:
-        """At the end of the transaction, before COMMIT (if it began)."""
+        """Send the write held back (at the end of the transaction, before any COMMIT)."""
         if self._held is not None:
             held, self._held = self._held, None
             self._send(*held)
@@ -76,19 +67,19 @@ class PostgresSession(SQLSession):
     def query(self, sql, params=(), *, plan_per_call=False):
         self._begin()
         with self.conn.cursor() as cur:
-            cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
+            cur.execute(pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.fetchall()
 
     def execute(self, sql, params=(), *, plan_per_call=False):
         self._begin()
         with self.conn.cursor() as cur:
-            cur.execute(_pg(sql), tuple(params), prepare=False if plan_per_call else None)
+            cur.execute(pg(sql), tuple(params), prepare=False if plan_per_call else None)
             return cur.rowcount
 
     def executemany(self, sql, rows: Sequence[Sequence]):
         self._begin()
         with self.conn.cursor() as cur:
-            cur.executemany(_pg(sql), rows)
+            cur.executemany(pg(sql), rows)
 
     def lock(self, key: str) -> None:
         h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
@@ -105,7 +96,7 @@ class PostgresSession(SQLSession):
         """The version, the current row and the index rows, all in one statement.
 
         Data-modifying CTEs insert the version, delete the resource's old index rows and
-        insert the new ones (each table's rows as arrays through unnest), and the main
+        insert the new ones (from one JSON document: postgres_sql.py), and the main
         statement upserts the current row. Everything but the version insert happens only if
         the version was inserted: a concurrent writer that got there first makes the statement
         change nothing and return no row (never an aborted transaction), and WriteConflict is
@@ -119,14 +110,12 @@ class PostgresSession(SQLSession):
                 ctes.append(f"d_{table.name} AS (DELETE FROM {table.name} WHERE res_type = %s AND res_id = %s "
                             "AND EXISTS (SELECT 1 FROM v))")
                 params += [row.res_type, row.res_id]
-        tables = {name: rows for name, rows in ({} if row.deleted else index_rows or {}).items() if rows}
-        if tables:
+        per_table = index_rows_by_table([(row.res_type, row.res_id, None if row.deleted else index_rows)])
+        if per_table:
             ctes.append("doc AS (SELECT %s::jsonb AS d)")
-            params.append(jsonutil.dumps({name: [tuple(map(_json_safe, r)) for r in rows] for name, rows in tables.items()}
-                                         if any(map(_not_finite, tables.values())) else tables))
-        for name in tables:
-            ctes.append(f"i_{name} AS ({_insert_index_rows(name)})")
-            params += [row.res_type, row.res_id]
+            params.append(index_document(per_table))
+        for name in per_table:
+            ctes.append(f"i_{name} AS ({insert_index_rows(name, 'EXISTS (SELECT 1 FROM v)')})")
         rows = self.conn.execute(
             "WITH " + ", ".join(ctes) +
             " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
@@ -140,34 +129,6 @@ class PostgresSession(SQLSession):
             raise WriteConflict(f"{row.res_type}/{row.res_id} version {row.version} was written by another transaction")
         return Row(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.method,
                    rows[0][0])
-
-
-def _not_finite(rows: list[tuple]) -> bool:
-    return any(type(v) is float and not math.isfinite(v) for row in rows for v in row)
-
-
-def _json_safe(value):
-    """JSON has no Infinity or NaN (orjson would write null); PostgreSQL reads them as text."""
-    if type(value) is float and not math.isfinite(value):
-        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-# Neutral column type -> the PostgreSQL type a JSON value is cast to.
-_CASTS = {"TEXT": "text", "KEY": "text", "INT": "bigint", "INT4": "integer", "REAL": "float8", "BOOL": "boolean"}
-
-
-@lru_cache(maxsize=None)
-def _insert_index_rows(table_name: str) -> str:
-    """INSERT of one resource's rows into an index table, taken out of the JSON document ``doc``
-    (the table's rows as arrays of values). Sending the rows as one JSON text costs psycopg
-    one string; sending them as typed arrays cost it Python work for every value."""
-    table = INDEX_TABLE[table_name]
-    values = ", ".join(f"(r ->> {i})::{_CASTS[ty]}" for i, ty in enumerate(table.types))
-    cols = ", ".join(("res_type", "res_id", "n") + table.columns)
-    return (f"INSERT INTO {table_name} ({cols}) SELECT %s, %s, (i - 1)::integer, {values} "
-            f"FROM doc, jsonb_array_elements(doc.d -> '{table_name}') WITH ORDINALITY AS e(r, i) "
-            "WHERE EXISTS (SELECT 1 FROM v)")
 
 
 class PostgresRepository(Repository):

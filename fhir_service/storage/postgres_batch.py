@@ -18,9 +18,8 @@ from typing import Iterator
 
 import psycopg
 
-from .. import jsonutil
-from .base import IndexRows, Row, Session, StorageError, WriteConflict, newest_seq_sql
-from .schema import INDEX_TABLE
+from .base import IndexRows, Row, Session, StorageError, WriteConflict, index_rows_by_table, newest_seq_sql
+from .postgres_sql import index_document, insert_index_rows, pg
 
 
 class CreateBatch(Session):
@@ -41,7 +40,7 @@ class CreateBatch(Session):
         key = tuple(res_types)
         if key not in self._newest:
             try:
-                row = self._connect().execute(_pg_newest_seq_sql(len(key)), key).fetchone()
+                row = self._connect().execute(pg(newest_seq_sql(len(key))), key).fetchone()
             except psycopg.Error as exc:
                 raise StorageError(f"database unavailable: {exc}") from exc
             self._newest[key] = row[0] or 0
@@ -74,9 +73,11 @@ def create_batch(connect) -> Iterator[CreateBatch]:
     yield batch
     if not batch.rows:
         return
+    per_table = index_rows_by_table((r.res_type, r.res_id, rows) for r, rows in batch.rows)
+    versions = list(zip(*[(r.res_type, r.res_id, r.last_updated, r.method, r.content) for r, _ in batch.rows]))
     conn = connect()
     try:
-        conn.execute(_statement(tuple(sorted(_tables(batch.rows)))), _params(batch.rows))
+        conn.execute(_statement(tuple(sorted(per_table))), [*map(list, versions), index_document(per_table)])
     except psycopg.errors.UniqueViolation as exc:
         raise WriteConflict(f"a version written here already exists: {exc}") from exc
     except psycopg.Error as exc:
@@ -84,42 +85,14 @@ def create_batch(connect) -> Iterator[CreateBatch]:
 
 
 @lru_cache(maxsize=None)
-def _pg_newest_seq_sql(n_types: int) -> str:
-    return newest_seq_sql(n_types).replace("?", "%s")
-
-
-def _tables(rows) -> set[str]:
-    return {name for _, index_rows in rows for name, r in (index_rows or {}).items() if r}
-
-
-def _params(rows) -> list:
-    columns = list(zip(*[(r.res_type, r.res_id, r.last_updated, r.method, r.content) for r, _ in rows]))
-    per_table: dict[str, list] = {}
-    for row, index_rows in rows:
-        for name, table_rows in (index_rows or {}).items():
-            per_table.setdefault(name, []).extend(
-                (row.res_type, row.res_id, n, *values) for n, values in enumerate(table_rows))
-    from .postgres import _json_safe, _not_finite
-    if any(map(_not_finite, per_table.values())):
-        per_table = {name: [tuple(map(_json_safe, r)) for r in rs] for name, rs in per_table.items()}
-    return [*map(list, columns), jsonutil.dumps(per_table)]
-
-
-@lru_cache(maxsize=None)
 def _statement(tables: tuple[str, ...]) -> str:
-    from .postgres import _CASTS
     ctes = ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
             "SELECT res_type, res_id, 1, last_updated, method, false, content "
             "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
             "WITH ORDINALITY AS c(res_type, res_id, last_updated, method, content, i) ORDER BY i "
             "RETURNING res_type, res_id, last_updated, content, seq)",
             "doc AS (SELECT %s::jsonb AS d)"]
-    for name in tables:
-        table = INDEX_TABLE[name]
-        cols = ", ".join(("res_type", "res_id", "n") + table.columns)
-        values = ", ".join(f"(r ->> {i + 3})::{_CASTS[ty]}" for i, ty in enumerate(table.types))
-        ctes.append(f"i_{name} AS (INSERT INTO {name} ({cols}) SELECT r ->> 0, r ->> 1, (r ->> 2)::integer, {values} "
-                    f"FROM doc, jsonb_array_elements(doc.d -> '{name}') AS e(r))")
+    ctes += [f"i_{name} AS ({insert_index_rows(name)})" for name in tables]
     return ("WITH " + ", ".join(ctes) +
             " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
             "SELECT res_type, res_id, 1, last_updated, false, content, seq FROM v")

@@ -24,6 +24,11 @@ class Table:
     indexes: tuple[tuple[str, ...], ...] = field(default=())
     partial: tuple[tuple[int, str], ...] = field(default=())  # (index number, WHERE) for partial indexes
 
+    @property
+    def stored_columns(self) -> tuple[str, ...]:
+        """An index table's columns as stored: (res_type, res_id, n, *columns)."""
+        return ("res_type", "res_id", "n") + self.columns
+
 
 # Search-index tables (filled by fhir_service.search.indexer, one row per indexed value).
 # Owned by the search layer. Every row is (res_type, res_id, n, param, grp, ...): ``n`` numbers
@@ -64,39 +69,41 @@ def index_table_ddl(dialect: str, table: Table) -> str:
     t = TYPES[dialect]
     cols = ",\n            ".join(f"{c} {t[ty]}" + (" NOT NULL" if c in ("param", "grp") else "")
                                   for c, ty in zip(table.columns, table.types))
-    if dialect == "sqlite":
-        return f"""CREATE TABLE IF NOT EXISTS {table.name} (
-            res_type TEXT NOT NULL,
-            res_id TEXT NOT NULL,
-            n INTEGER NOT NULL,
-            {cols},
-            PRIMARY KEY (res_type, res_id, param, n)) WITHOUT ROWID"""
+    # SQLite: clustered on the resource's rows (see the layout note above); PostgreSQL: a heap.
+    end = ",\n            PRIMARY KEY (res_type, res_id, param, n)) WITHOUT ROWID" if dialect == "sqlite" else ")"
     return f"""CREATE TABLE IF NOT EXISTS {table.name} (
             res_type TEXT NOT NULL,
             res_id TEXT NOT NULL,
             n {t['INT4']} NOT NULL,
-            {cols})"""
+            {cols}{end}"""
 
 
-def index_ddl(dialect: str, table: Table) -> list[str]:
-    """The secondary indexes of one index table (the bulk loader creates them after loading)."""
-    stmts = []
+def _indexes(dialect: str, table: Table) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX) of the secondary indexes of one index table."""
+    out = []
     if dialect != "sqlite":  # SQLite: the clustered primary key is this index
         # (res_type, res_id, param): replace_index deletes, includes and _sort keys probe by resource.
-        stmts.append(f"CREATE INDEX IF NOT EXISTS {table.name}_resource ON {table.name} (res_type, res_id, param)")
+        name = f"{table.name}_resource"
+        out.append((name, f"CREATE INDEX IF NOT EXISTS {name} ON {table.name} (res_type, res_id, param)"))
     partial = dict(table.partial)
     for i, idx_cols in enumerate(table.indexes):
-        sql = f"CREATE INDEX IF NOT EXISTS {table.name}_{i} ON {table.name} (res_type, {', '.join(idx_cols)})"
+        name = f"{table.name}_{i}"
+        sql = f"CREATE INDEX IF NOT EXISTS {name} ON {table.name} (res_type, {', '.join(idx_cols)})"
         if dialect != "sqlite":
             sql += " INCLUDE (res_id)"
         if i in partial:
             sql += f" WHERE {partial[i]}"
-        stmts.append(sql)
-    return stmts
+        out.append((name, sql))
+    return out
+
+
+def index_ddl(dialect: str, table: Table) -> list[str]:
+    """The secondary indexes of one index table (the bulk loader creates them after loading)."""
+    return [sql for _, sql in _indexes(dialect, table)]
 
 
 def index_names(dialect: str, table: Table) -> list[str]:
-    return [s.split(" ON ")[0].rsplit(" ", 1)[1] for s in index_ddl(dialect, table)]
+    return [name for name, _ in _indexes(dialect, table)]
 
 
 def ddl(dialect: str) -> list[str]:

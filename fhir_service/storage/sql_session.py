@@ -28,9 +28,6 @@ class SQLSession(Session):
             (res_type, res_id, version))
         return _row(rows[0], rows[0][6], rows[0][7]) if rows else None
 
-    def bool_value(self, value: bool):
-        return value
-
     def _history_where(self, res_type, res_id, since) -> tuple[list[str], list]:
         where, params = [], []
         if res_type:

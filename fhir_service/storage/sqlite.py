@@ -136,9 +136,6 @@ class SQLiteSession(SQLSession):
             self.send_deferred()  # one held-back version per resource: send the earlier one
         return self.deferred.add(row, index_rows)
 
-    def bool_value(self, value: bool):
-        return 1 if value else 0
-
     def lock(self, key: str) -> None:
         # Write transactions begin IMMEDIATE, holding SQLite's single writer lock.
         self._begin()
@@ -223,7 +220,7 @@ class SQLiteRepository(Repository):
 
     def _transaction(self, write: bool) -> Iterator[SQLiteSession]:
         conn = self._conn()
-        active = getattr(self._local, "session", None)
+        active = self._open_session()
         if active is not None:
             # Nested (e.g. a lookup made while validating inside a write): part of the outer one,
             # and the same session, so that it sees the writes held back there.
@@ -257,7 +254,7 @@ class SQLiteRepository(Repository):
             raise StorageError(f"could not commit: {exc}") from exc
 
     def run_write(self, work: Callable[[Session], Any]) -> Any:
-        if getattr(self._local, "session", None) is not None or self.path == ":memory:":
+        if self._open_session() is not None or self.path == ":memory:":
             # Called from inside a transaction (e.g. by work already running): join it.
             with self.transaction(write=True) as s:
                 return work(s)
@@ -277,22 +274,23 @@ class SQLiteRepository(Repository):
                     self._committer = GroupCommitter(lambda: self.transaction(write=True), name="sqlite-writer")
         return self._committer
 
+    def _open_session(self) -> SQLiteSession | None:
+        """This thread's open transaction, if any."""
+        return getattr(self._local, "session", None)
+
+    def _session_or_autocommit(self) -> SQLiteSession:
+        """This thread's open transaction (its reads see the writes it holds back), or else a
+        session on the connection in autocommit mode: a lone SELECT needs no BEGIN/COMMIT round."""
+        return self._open_session() or SQLiteSession(self._conn())
+
     def current(self, res_type, res_id):
-        active = getattr(self._local, "session", None)  # (this thread's open transaction, if any)
-        return (active or SQLiteSession(self._conn())).current(res_type, res_id)  # one autocommit SELECT
+        return self._session_or_autocommit().current(res_type, res_id)
 
     def newest_seq(self, res_types):
-        active = getattr(self._local, "session", None)
-        if active is not None:
-            return active.newest_seq(res_types)
-        return self._conn().execute(newest_seq_sql(len(res_types)), tuple(res_types)).fetchone()[0] or 0
+        return self._session_or_autocommit().newest_seq(res_types)
 
     def query_once(self, sql, params=()):
-        active = getattr(self._local, "session", None)
-        if active is not None:
-            return active.query(sql, params)  # sees the writes it holds back
-        # The connection is in autocommit mode: a lone SELECT needs no BEGIN/COMMIT round.
-        return self._conn().execute(sql, tuple(params)).fetchall()
+        return self._session_or_autocommit().query(sql, params)
 
     def create_schema(self) -> None:
         conn = self._conn()

@@ -24,6 +24,9 @@ def terminology(w) -> Terminology:
 # remembered per ValueSet and per code system lookup, in the Validator's cache (bounded).
 _MISS = object()
 _MEMO_LIMIT = 4096
+# Memos hold at most _MEMO_LIMIT entries, but their keys are client text: a longer one is looked
+# up each time rather than kept (else a few thousand huge displays would stay in memory).
+_MEMO_MAX_TEXT = 256
 
 
 def _memo(w, key, owner=None) -> dict:
@@ -47,6 +50,8 @@ def contains(w, vs, system, code, d=None):
         d = _memo(w, ("vs-memo", id(vs)), vs)
     elif len(d) >= _MEMO_LIMIT:
         d.clear()
+    if isinstance(code, str) and len(code) > _MEMO_MAX_TEXT:
+        return vs.contains(system, code)
     key = (system, code)
     r = d.get(key, _MISS)
     if r is _MISS:
@@ -56,6 +61,8 @@ def contains(w, vs, system, code, d=None):
 
 def check_coding(w, system: str, code: str, display):
     """``Terminology.check_coding``, remembered per code system lookup."""
+    if len(code) + len(display if isinstance(display, str) else "") > _MEMO_MAX_TEXT:
+        return terminology(w).check_coding(system, code, display)
     d = _memo(w, "coding-memo")
     key = (system, code, display)
     r = d.get(key)

@@ -13,7 +13,6 @@ engine, so results are always the general engine's.
 """
 from __future__ import annotations
 
-import operator
 from decimal import Decimal
 import threading
 from functools import lru_cache
@@ -22,6 +21,7 @@ from typing import NamedTuple
 from fhirpathpy.parser import parse
 
 from . import fp_compiler
+from .datatypes import NHS_NUMBER_SYSTEM, nhs_number_valid
 from .fp_values import (DATE_TYPES, FALSE, SYSTEM_OF, TIME_TYPES, TRUE, Item, boolean, implication, item_compare,
                         item_equal)
 from .primitives import PRIMITIVE_TYPES
@@ -163,6 +163,9 @@ def collect(d: dict, fp: dict, name: str) -> list:
 
 
 _SCALARS = frozenset({str, bool, int})
+# Signatures are cache keys (invariants.py keeps up to 512 per element): a longer client string
+# makes the value "not plain", evaluated each time rather than kept.
+_SIGNATURE_MAX_TEXT = 256
 
 
 def signature_plan(fp: dict, uses: tuple) -> tuple:
@@ -175,7 +178,9 @@ def signature_plan(fp: dict, uses: tuple) -> tuple:
 
 
 def signature_of(d: dict, plan: tuple):
-    """signature(), from a signature_plan()."""
+    """What the results of expressions with a signature_plan's ``uses`` depend on in ``d``,
+    hashable (None when a value is not a plain scalar, or where collect() would Bail). Read
+    straight from the JSON, as collect() would see it."""
     parts = []
     for ents, rows, count in plan:
         if len(ents) > 4 and len(d) < len(ents):
@@ -193,13 +198,15 @@ def signature_of(d: dict, plan: tuple):
                         continue
                     if count:
                         n += 1
-                    elif type(x) in _SCALARS:
+                    elif type(x) in _SCALARS and not (type(x) is str and len(x) > _SIGNATURE_MAX_TEXT):
                         parts.append((ct, type(x), x))
                     else:
                         return None
             elif type(val) in _SCALARS:
                 if count:
                     n += 1
+                elif type(val) is str and len(val) > _SIGNATURE_MAX_TEXT:
+                    return None
                 else:
                     parts.append((ct, type(val), val))
             elif count and not (type(val) is dict and "resourceType" in val):
@@ -208,13 +215,6 @@ def signature_of(d: dict, plan: tuple):
                 return None
         parts.append(n if count else None)
     return tuple(parts)
-
-
-def signature(d: dict, fp: dict, uses: tuple):
-    """What the results of expressions with these ``uses`` depend on in ``d``, hashable
-    (None when a value is not a plain scalar, or where collect() would Bail). Read straight
-    from the JSON, as collect() would see it."""
-    return signature_of(d, signature_plan(fp, uses))
 
 
 def _invocation_expr(node, ch):
@@ -365,45 +365,26 @@ def _function(inv, left):
     return _bail
 
 
-def _f_where(left, params):
-    crit = _criterion(params[0]) if len(params) == 1 else None
-    if crit is None:
-        return _bail_if_any(left)
+def _macro(empty_result, make):
+    """A builder for where/all/exists(criterion): ``make(left, crit)`` gives the evaluator when
+    the criterion is fast; otherwise any input bails (on an empty one the criterion never runs,
+    and the answer is ``empty_result``)."""
+    def build(left, params):
+        crit = _criterion(params[0]) if len(params) == 1 else None
+        if crit is not None:
+            return make(left, crit)
 
-    def where(d, fp):
-        return [it for it in left(d, fp) if crit(it, fp) is True]
-    return where
-
-
-def _f_all(left, params):
-    crit = _criterion(params[0]) if len(params) == 1 else None
-    if crit is None:
-        return _bail_if_any(left, TRUE)
-
-    def all_(d, fp):
-        return TRUE if all(crit(it, fp) is True for it in left(d, fp)) else FALSE
-    return all_
+        def macro(d, fp):
+            if left(d, fp):
+                raise Bail
+            return empty_result if empty_result is not None else []
+        return macro
+    return build
 
 
-def _f_exists(left, params):
-    crit = _criterion(params[0]) if len(params) == 1 else None
-    if crit is None:
-        return _bail_if_any(left, FALSE)
-
-    def exists(d, fp):
-        return TRUE if any(crit(it, fp) for it in left(d, fp)) else FALSE
-    return exists
-
-
-def _bail_if_any(left, empty_result=()):
-    """A macro whose criterion is not fast: on an empty input the criterion never runs."""
-    empty = list(empty_result)
-
-    def macro(d, fp):
-        if left(d, fp):
-            raise Bail
-        return empty
-    return macro
+_f_where = _macro(None, lambda left, crit: lambda d, fp: [it for it in left(d, fp) if crit(it, fp) is True])
+_f_all = _macro(TRUE, lambda left, crit: lambda d, fp: TRUE if all(crit(it, fp) is True for it in left(d, fp)) else FALSE)
+_f_exists = _macro(FALSE, lambda left, crit: lambda d, fp: TRUE if any(crit(it, fp) for it in left(d, fp)) else FALSE)
 
 
 def _f_of_type(left, params):
@@ -617,9 +598,6 @@ _BUILDERS = {
 
 
 # -- native checks for whole expressions -------------------------------------------------------
-_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
-
-
 def _nhs_modulus11(d, fp):
     """imp2art-nhs-1 (the NHS number's Modulus 11 check digit), as its FHIRPath computes it."""
     if fp.get("identifier") is None or len(fp["identifier"]) != 1 or fp["identifier"][0][0] != "identifier":
@@ -637,15 +615,13 @@ def _nhs_modulus11(d, fp):
             continue  # not selected by where(), or no value to test
         if type(system) is not str or type(value) is not str:
             raise Bail
-        if system != "https://fhir.nhs.uk/Id/nhs-number":
+        if system != NHS_NUMBER_SYSTEM:
             continue
         if not (len(value) == 10 and value.isascii() and value.isdigit()):
             if "\n" in value or "\r" in value:
                 raise Bail  # regex corner cases: general engine
             return FALSE
-        b = value.encode()
-        total = sum(map(operator.mul, b, _NHS_WEIGHTS)) - 48 * 54  # 54 = sum of the weights
-        if (11 - total % 11) % 11 != b[9] - 48:
+        if not nhs_number_valid(value):
             return FALSE
     return TRUE
 

@@ -94,7 +94,7 @@ def evaluate(w, node, data, path: str, type_code: str, ext=None) -> None:
     if st.fp and type(data) is dict:
         fp = st.fp
         sig = fp_fast.signature_of(data, st.sig_plan)
-        fast = st.live if sig is None else st.cache.get(sig) or _results(st, data)
+        fast = st.live if sig is None else st.cache.get(sig) or _results(st, data, sig)
     for i, c in enumerate(cons):
         mark = (c.key, c.source, path)
         if mark in done:
@@ -136,13 +136,12 @@ class _State:
     constraints, the fp map of the type (False: no fast path), the signature plan (the
     children the fast expressions read, with their JSON keys), the all-live results and the
     results cached by signature."""
-    __slots__ = ("cons", "fp", "sig_plan", "live", "cache", "type_code")
+    __slots__ = ("cons", "fp", "sig_plan", "live", "cache")
 
-    def __init__(self, cons, fp, sig_plan, type_code):
+    def __init__(self, cons, fp, sig_plan):
         self.cons = cons
         self.fp = fp
         self.sig_plan = sig_plan
-        self.type_code = type_code
         self.live = tuple(_LIVE if c.fast is not None else None for c in cons)
         self.cache: dict = {}
 
@@ -154,14 +153,16 @@ def _state(w, node, data, type_code, ext) -> _State:
     st = states.get(type_code)
     if st is None:
         cons = constraints_of(node)
-        plan = _fast_plan(node, cons) if cons else None
-        fp = _fp_map(w, node, data, type_code, ext) if plan is not None else False
+        plan = _fast_plan(cons) if cons else None
+        # FHIRPath child name -> JSON keys of the context object (False when it has none): it
+        # depends only on the element and type, so it is kept here with the rest.
+        fp = (fp_compiler._fp_map(_Lite(w.v), Item(data, node, type_code, ext)) or False) if plan is not None else False
         sig_plan = fp_fast.signature_plan(fp, plan) if fp else None
-        st = states[type_code] = _State(cons, fp, sig_plan, type_code)
+        st = states[type_code] = _State(cons, fp, sig_plan)
     return st
 
 
-def _fast_plan(node, cons) -> tuple | None:
+def _fast_plan(cons) -> tuple | None:
     """The children the node's fast invariants read (merged fp_fast uses), or None."""
     uses: dict = {}
     for c in cons:
@@ -171,11 +172,11 @@ def _fast_plan(node, cons) -> tuple | None:
     return tuple(sorted(uses.items())) if any(c.fast is not None for c in cons) else None
 
 
-def _results(st: _State, data: dict) -> tuple:
+def _results(st: _State, data: dict, sig) -> tuple:
     """Per constraint: True (passes), False (fails), None (general engine) or _LIVE. Results
-    are cached per (element, type) by what the expressions read (their signature), so the
-    same shape of element (a Questionnaire item of one type, a Reference) is evaluated once."""
-    sig = fp_fast.signature_of(data, st.sig_plan)
+    are cached per (element, type) by what the expressions read (their signature, from
+    fp_fast.signature_of), so the same shape of element (a Questionnaire item of one type, a
+    Reference) is evaluated once."""
     if sig is None:
         return st.live
     cache = st.cache
@@ -190,12 +191,13 @@ def _results(st: _State, data: dict) -> tuple:
     return got
 
 
-def _fast_results(w, node, data, type_code, ext, cons) -> tuple | None:
-    """(_results(), the fp map), or None without a fast path (tests cross-check with it)."""
+def _fast_results(w, node, data, type_code, ext) -> tuple | None:
+    """(_results(), the fp map), or None without a fast path. For the tests, which cross-check
+    the fast results with the general engine's."""
     st = _state(w, node, data, type_code, ext)
     if not st.fp:
         return None
-    return _results(st, data), st.fp
+    return _results(st, data, fp_fast.signature_of(data, st.sig_plan)), st.fp
 
 
 def _run_fast(fn, data, fp):
@@ -217,13 +219,3 @@ class _Lite:
 
     def __init__(self, v):
         self.v = v
-
-
-def _fp_map(w, node, data, type_code, ext):
-    """FHIRPath child name -> JSON keys of the context object (False when it has none);
-    it depends only on the element and type, so it is kept on the node."""
-    key = ("inv-fp", type_code)
-    fp = node.extras.get(key)
-    if fp is None:
-        fp = node.extras[key] = fp_compiler._fp_map(_Lite(w.v), Item(data, node, type_code, ext)) or False
-    return fp

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _SCALARS = frozenset({str, bool, int, Decimal, float})
 _SHAPES_LIMIT = 256  # property-name sequences kept per layout
+_SHAPE_MAX_NAMES = 64  # shapes of objects with more property names than this are not kept
 
 
 class Layout:
@@ -191,9 +192,11 @@ class Walker:
         shape = shapes.get(names)
         if shape is None:
             shape = self._shape(node, type_code, layout, names, base, is_resource)
-            if len(shapes) >= _SHAPES_LIMIT:
-                shapes.clear()
-            shapes[names] = shape
+            # (the names are client data: an odd object's are worked out each time, not kept)
+            if len(names) <= _SHAPE_MAX_NAMES and sum(map(len, names)) <= 16 * _SHAPE_MAX_NAMES:
+                if len(shapes) >= _SHAPES_LIMIT:
+                    shapes.clear()
+                shapes[names] = shape
         plan, after = shape
         if plan:
             self._dispatch(zip(plan, obj.values()), path, base)
