@@ -485,9 +485,6 @@ def _equality(node, ch):
     y = lit[0]
     want = op == "="
     plain = y.v if type(y.v) is str and y.t not in _TEMPORAL else None
-    name = getattr(left, "fp_name", None)
-    if plain is not None and name is not None:
-        return _member_equals(name, plain, want, y)
 
     def eq(d, fp):
         a = left(d, fp)
@@ -502,12 +499,13 @@ def _equality(node, ch):
         if e is None:
             return []
         return boolean(e is want)
-    return eq
+    name = getattr(left, "fp_name", None)
+    return _member_equals(name, plain, want, eq) if plain is not None and name is not None else eq
 
 
-def _member_equals(name: str, plain: str, want: bool, y: Item):
+def _member_equals(name: str, plain: str, want: bool, general):
     """``child = 'text'`` (or !=) read straight from the JSON when the child is one plain
-    string; anything else goes the way of _equality's general form."""
+    string; anything else goes the ``general`` way (_equality's)."""
     def eq_member(d, fp):
         ents = fp.get(name)
         if ents is not None and len(ents) == 1:
@@ -515,18 +513,7 @@ def _member_equals(name: str, plain: str, want: bool, y: Item):
             val = d.get(key)
             if type(val) is str and ct not in _TEMPORAL and (ukey is None or ukey not in d):
                 return TRUE if (val == plain) is want else FALSE
-        a = collect(d, fp, name)
-        if not a:
-            return []
-        if len(a) != 1:
-            return boolean(not want)
-        x = a[0]
-        if type(x.v) is str and x.t not in _TEMPORAL:
-            return TRUE if (x.v == plain) is want else FALSE
-        e = item_equal(x, y)
-        if e is None:
-            return []
-        return boolean(e is want)
+        return general(d, fp)
     return eq_member
 
 

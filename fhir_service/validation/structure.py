@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 _SCALARS = frozenset({str, bool, int, Decimal, float})
+_NULL_IN_ARRAY = "Null values are not allowed in arrays unless the matching _ entry has content"
 _SHAPES_LIMIT = 256  # property-name sequences kept per layout
 _SHAPE_MAX_NAMES = 64  # shapes of objects with more property names than this are not kept
 
@@ -312,8 +313,7 @@ class Walker:
                 for fn in plan or ():
                     fn(self, child, t, v, ipath, None)
             elif v is None:
-                self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
-                         "entry has content", ipath)
+                self.add("error", "structure", _NULL_IN_ARRAY, ipath)
             else:
                 n += 1
                 self.item(child, t, v, None, ipath, base, i)
@@ -332,8 +332,7 @@ class Walker:
                     for fn in plan:
                         fn(self, child, t, v, ipath, None)
             elif v is None:
-                self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
-                         "entry has content", f"{cpath}[{i}]")
+                self.add("error", "structure", _NULL_IN_ARRAY, f"{cpath}[{i}]")
             else:
                 n += 1
                 self.item(child, t, v, None, f"{cpath}[{i}]", base, i)
@@ -455,8 +454,7 @@ class Walker:
                 e = exts[i] if i < len(exts) else None
                 ipath = f"{cpath}[{i}]"
                 if v is None and e is None:
-                    self.add("error", "structure", "Null values are not allowed in arrays unless the matching _ "
-                             "entry has content", ipath)
+                    self.add("error", "structure", _NULL_IN_ARRAY, ipath)
                     continue
                 out += 1
                 self.item(chosen[i] or child if chosen else child, t, v, e, ipath, base, i)
