@@ -6,6 +6,8 @@ exactly by hand than by overlapping path templates.
 """
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +36,10 @@ def create_app(settings: Settings | None = None, service=None) -> "FrontDoor":
     app.state.settings = settings
     app.state.service = service or build_service(settings)
     app.state.service.repo.start_background_work()
+    # What start-up built (the R4 definitions and what is derived from them) lives as long as
+    # the process: keep it out of the garbage collector's full collections, which would walk
+    # it all each time and hold up every request meanwhile (~45 ms here).
+    gc.freeze()
 
     from . import routes
     from ..core import ops  # noqa: F401  (registers the core operations)

@@ -269,9 +269,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _is_plain_read(parts: list[str]) -> bool:
-    return (len(parts) == 2 and not parts[1].startswith(("$", "_"))) or \
-        (len(parts) == 4 and parts[2] == "_history")
+def _is_vread(parts: list[str]) -> bool:
+    return len(parts) == 4 and parts[2] == "_history" and not parts[0].startswith(("$", "_"))
 
 
 # Creates and updates smaller than this run their CPU work on the event loop (_write_on_loop).
@@ -320,8 +319,13 @@ def fhir_app(base: str):
             body = await _read_body(request, request.app.state.settings.max_body_bytes)
             call = Call(request, body)
             parts = [p for p in path.split("/") if p]
-            if call.method in ("GET", "HEAD") and _is_plain_read(parts):
-                # A read by id is one indexed lookup: cheaper than a hop to the thread pool.
+            if call.method in ("GET", "HEAD") and len(parts) == 2 and not parts[1].startswith(("$", "_")):
+                # A read by id: awaited right here, no hop to the thread pool (how the backend
+                # reads without holding up the event loop: Repository.current_async).
+                check_accept(call.headers.get("accept"), dict(call.params).get("_format"))
+                return _read(call, await call.service.read_async(parts[0], parts[1]))
+            if call.method in ("GET", "HEAD") and _is_vread(parts) and call.service.repo.embedded:
+                # A version by id from an embedded database: cheaper than a hop to the thread pool.
                 return dispatch(call, parts)
             if _writes_on_loop(call, parts):
                 return await _write_on_loop(call, parts)

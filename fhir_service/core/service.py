@@ -236,7 +236,16 @@ class FHIRService:
     def read(self, res_type: str, res_id: str) -> Row:
         self.check_type(res_type)
         check_id(res_id)
-        row = self.repo.current(res_type, res_id)
+        return self._readable(res_type, res_id, self.repo.current(res_type, res_id))
+
+    async def read_async(self, res_type: str, res_id: str) -> Row:
+        """read, awaited on the event loop (the backend decides how: Repository.current_async)."""
+        self.check_type(res_type)
+        check_id(res_id)
+        return self._readable(res_type, res_id, await self.repo.current_async(res_type, res_id))
+
+    @staticmethod
+    def _readable(res_type: str, res_id: str, row: Row | None) -> Row:
         if row is None:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
         if row.deleted:
@@ -249,8 +258,7 @@ class FHIRService:
         check_id(res_id)
         if not version.isdigit():
             raise error(404, "not-found", f"{res_type}/{res_id} has no version {version!r}")
-        with self.repo.transaction() as s:
-            row = s.version(res_type, res_id, int(version))
+        row = self.repo.version(res_type, res_id, int(version))
         if row is None:
             raise error(404, "not-found", f"{res_type}/{res_id} has no version {version}")
         if row.deleted:

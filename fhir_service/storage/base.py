@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from .schema import INDEX_TABLE, INDEX_TABLES
+
 T = TypeVar("T")
 
 # table name -> rows (tuples, without the leading res_type/res_id columns)
@@ -30,6 +32,12 @@ class StorageError(Exception):
 
 class WriteConflict(StorageError):
     """Another transaction wrote the same resource first (e.g. two creates of one new id)."""
+
+
+class RedoAlone(WriteConflict):
+    """A batch of writes was refused whole, before anything was stored, for a reason that
+    running each write again on its own resolves (see group_commit.py). A conflict: a
+    write that meets it on its own is tried again from the start, like any lost race."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,6 @@ class Session(ABC):
 
         Rows are stored as (res_type, res_id, n, *row), ``n`` numbering the resource's rows in
         each table (part of SQLite's clustered primary key; see storage/schema.py)."""
-        from .schema import INDEX_TABLE, INDEX_TABLES
         for table in () if fresh else INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
         for table_name, rows in index_rows_by_table([(res_type, res_id, index_rows)]).items():
@@ -134,9 +141,16 @@ def index_rows_by_table(resources: Iterable[tuple[str, str, IndexRows | None]]) 
     return per_table
 
 
-def has_non_finite(rows: Iterable[tuple]) -> bool:
-    """Whether any value is an infinite or NaN float (which JSON cannot carry)."""
-    return any(type(v) is float and not math.isfinite(v) for row in rows for v in row)
+def has_non_finite(per_table: dict[str, list[tuple]]) -> bool:
+    """Whether any index row (as gathered by index_rows_by_table) holds an infinite or NaN float,
+    which JSON cannot carry. Only REAL columns can: most tables have none, and are not read."""
+    for name, rows in per_table.items():
+        # (+3: a stored row starts with res_type, res_id, n)
+        positions = [i + 3 for i, ty in enumerate(INDEX_TABLE[name].types) if ty == "REAL"]
+        if positions and any(not math.isfinite(row[i]) for row in rows for i in positions
+                             if type(row[i]) is float):
+            return True
+    return False
 
 
 def newest_seq_sql(n_types: int) -> str:
@@ -175,6 +189,19 @@ class Repository(ABC):
         """The current version of one resource, read on its own (no surrounding transaction needed)."""
         with self.transaction() as s:
             return s.current(res_type, res_id)
+
+    # An embedded database answers a read by id in microseconds, in process: such a read can
+    # be made right on the event loop. A database across a network cannot be waited for there.
+    embedded: bool = False
+
+    async def current_async(self, res_type: str, res_id: str) -> Row | None:
+        """current, awaited on the event loop (the default reads right away: see ``embedded``)."""
+        return self.current(res_type, res_id)
+
+    def version(self, res_type: str, res_id: str, version: int) -> Row | None:
+        """One version of one resource, read on its own."""
+        with self.transaction() as s:
+            return s.version(res_type, res_id, version)
 
     def newest_seq(self, res_types: Sequence[str]) -> int:
         """Session.newest_seq, read on its own."""

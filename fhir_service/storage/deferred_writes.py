@@ -107,7 +107,7 @@ class DeferredWrites:
         if any(row.version != 1 or row.deleted for row, _ in self.rows):
             return False
         document = _index_rows(self.rows)
-        if any(has_non_finite(rows) for rows in document.values()):
+        if has_non_finite(document):
             return False  # JSON has no Infinity: the multi-row INSERTs bind it as it is
         document["versions"] = [_version_values(r) for r, _ in self.rows]
         try:

@@ -19,7 +19,8 @@ import queue
 import threading
 from typing import Any, Callable, ContextManager
 
-from .base import Session, StorageError
+from .base import RedoAlone, Session, StorageError
+from .batch_queue import STOP, take_batch
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 64  # bounds how long the first request of a batch waits for the others
@@ -79,25 +80,12 @@ class GroupCommitter:
         self._queue.put(_Job(work, on_done))
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._queue.put(STOP)
         self._thread.join(timeout=10)
 
     # -- the writer thread ------------------------------------------------------------------
     def _serve(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            batch = [job]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(nxt)
+        while (batch := take_batch(self._queue, MAX_BATCH)) is not None:
             self._commit(batch)
 
     def _commit(self, batch: list[_Job]) -> None:
@@ -109,7 +97,7 @@ class GroupCommitter:
             # BEGIN or COMMIT failed, or one job broke the shared transaction (e.g. a deadlock
             # with another process): nothing of the batch was kept. Run each job in a
             # transaction of its own, so that each gets its own true outcome.
-            if len(batch) == 1:
+            if len(batch) == 1 and not isinstance(exc, RedoAlone):
                 batch[0].result, batch[0].error = None, _not_committed(exc)
             else:
                 for job in batch:

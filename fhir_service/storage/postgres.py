@@ -19,10 +19,15 @@ from .base import IndexRows, Repository, Row, StorageError, WriteConflict, index
 from .group_commit import GroupCommitter
 from .postgres_batch import create_batch
 from .postgres_sql import index_document, insert_index_rows, pg
+from .read_batch import ReadBatcher
 from .schema import ALL_TABLES, INDEX_TABLES, ddl
-from .sql_session import SQLSession
+from .sql_session import COLUMNS, SQLSession, current_row
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Several resources' current rows by one statement: (res_type[], res_id[]).
+_CURRENT_ROWS_SQL = (f"SELECT {', '.join('r.' + c for c in COLUMNS.split(', '))}, r.seq "
+                     "FROM unnest(%b::text[], %b::text[]) AS k(res_type, res_id) "
+                     "JOIN resource r ON r.res_type = k.res_type AND r.res_id = k.res_id")
 
 
 class PostgresSession(SQLSession):
@@ -150,8 +155,9 @@ class PostgresRepository(Repository):
         self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True)
         self._conninfo, self._conn_kwargs = conninfo, kwargs
         self._committer: GroupCommitter | None = None
-        self._writer_conn: psycopg.Connection | None = None
-        self._committer_lock = threading.Lock()
+        self._reader: ReadBatcher | None = None
+        self._own_conns: dict[str, psycopg.Connection] = {}  # the writer's and the reader's
+        self._lazy_lock = threading.Lock()
 
     # -- plain creates from the event loop, batched (see postgres_batch.py) ----------------------
     loop_writes = frozenset({"create"})
@@ -160,20 +166,45 @@ class PostgresRepository(Repository):
         return await self._create_committer().run_async(work)
 
     def _create_committer(self) -> GroupCommitter:
-        with self._committer_lock:
+        with self._lazy_lock:
             if self._committer is None:
-                self._committer = GroupCommitter(lambda: create_batch(self._writer_connection),
-                                                 name="postgres-create-writer")
+                newest_seen: dict = {}
+                self._committer = GroupCommitter(
+                    lambda: create_batch(lambda: self._own_connection("writer"), newest_seen),
+                    name="postgres-create-writer")
             return self._committer
 
-    def _writer_connection(self) -> psycopg.Connection:
-        """The writer thread's own connection, made again if it broke."""
-        conn = self._writer_conn
+    # -- reads by id from the event loop, batched (see read_batch.py) ----------------------------
+    async def current_async(self, res_type, res_id):
+        reader = self._reader
+        if reader is None:
+            with self._lazy_lock:
+                if self._reader is None:
+                    self._reader = ReadBatcher(self._current_rows, name="postgres-reader")
+                reader = self._reader
+        return await reader.current(res_type, res_id)
+
+    def _current_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+        """The current rows of several resources, by one statement (on the reader thread)."""
+        params = ([t for t, _ in keys], [i for _, i in keys])
+        for attempt in range(2):
+            conn = self._own_connection("reader")
+            try:
+                found = conn.execute(_CURRENT_ROWS_SQL, params).fetchall()
+                return {(r[0], r[1]): current_row(r) for r in found}
+            except psycopg.Error as exc:
+                if not conn.broken or attempt:  # (a read is safe to make again, on a new connection)
+                    raise StorageError(f"database unavailable: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _own_connection(self, role: str) -> psycopg.Connection:
+        """A connection of the writer's or the reader's own (one thread each), made again if it broke."""
+        conn = self._own_conns.get(role)
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
             try:
-                self._writer_conn = conn = psycopg.connect(self._conninfo, connect_timeout=10, **self._conn_kwargs)
+                self._own_conns[role] = conn = psycopg.connect(self._conninfo, connect_timeout=10, **self._conn_kwargs)
             except psycopg.Error as exc:
                 raise StorageError(f"database unavailable: {exc}") from exc
         return conn
@@ -200,20 +231,26 @@ class PostgresRepository(Repository):
         self.pool.putconn(conn)
 
     # A lone statement on an autocommit connection needs no transaction handling: taking the
-    # connection from the pool directly skips the context manager's commit-on-exit work.
-    def query_once(self, sql, params=()):
+    # connection from the pool directly skips the pool's commit-on-exit work.
+    @contextmanager
+    def _lone_statement(self) -> Iterator[PostgresSession]:
         conn = self._getconn()
         try:
-            return PostgresSession(conn).query(sql, params)
+            yield PostgresSession(conn)
         finally:
             self.pool.putconn(conn)
 
+    def query_once(self, sql, params=()):
+        with self._lone_statement() as s:
+            return s.query(sql, params)
+
     def current(self, res_type, res_id):
-        conn = self._getconn()
-        try:
-            return PostgresSession(conn).current(res_type, res_id)
-        finally:
-            self.pool.putconn(conn)
+        with self._lone_statement() as s:
+            return s.current(res_type, res_id)
+
+    def version(self, res_type, res_id, version):
+        with self._lone_statement() as s:
+            return s.version(res_type, res_id, version)
 
     def _getconn(self) -> psycopg.Connection:
         try:
@@ -242,7 +279,10 @@ class PostgresRepository(Repository):
         if self._committer is not None:
             self._committer.stop()
             self._committer = None
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-            self._writer_conn = None
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+        for conn in self._own_conns.values():
+            conn.close()
+        self._own_conns.clear()
         self.pool.close()

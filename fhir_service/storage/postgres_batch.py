@@ -18,33 +18,40 @@ from typing import Iterator
 
 import psycopg
 
-from .base import IndexRows, Row, Session, StorageError, WriteConflict, index_rows_by_table, newest_seq_sql
+from .base import (IndexRows, RedoAlone, Row, Session, StorageError, WriteConflict, index_rows_by_table,
+                   newest_seq_sql)
 from .postgres_sql import index_document, insert_index_rows, pg
 
 
 class CreateBatch(Session):
     """The session a batch of plain creates runs in: it takes writes of first versions, and
-    nothing else (the work of a plain create: see core/service.py create_async)."""
+    nothing else (the work of a plain create: see core/service.py create_async).
+
+    newest_seq (the creates' check that no conformance resource was stored since their
+    validation) costs no round trip of its own: it answers with the newest seq the writer saw
+    last, and the batch's statement stores nothing unless that is still the newest (then
+    RedoAlone: each create is run again, in a batch that asks the database)."""
 
     dialect = "postgresql"
 
-    def __init__(self, connect) -> None:
+    def __init__(self, connect, newest_seen: dict[tuple, int]) -> None:
         self.rows: list[tuple[Row, IndexRows | None]] = []
         self._request_start = 0
         self._connect = connect
-        self._newest: dict[tuple, int] = {}
+        self._newest_seen = newest_seen  # kept across batches: type set -> newest seq seen
+        self.assumed: dict[tuple, int] = {}  # what this batch's creates were told
 
     def newest_seq(self, res_types) -> int:
-        # Once per batch: the answer is about versions already committed, which the batch's
-        # own creates come after.
         key = tuple(res_types)
-        if key not in self._newest:
-            try:
-                row = self._connect().execute(pg(newest_seq_sql(len(key))), key).fetchone()
-            except psycopg.Error as exc:
-                raise StorageError(f"database unavailable: {exc}") from exc
-            self._newest[key] = row[0] or 0
-        return self._newest[key]
+        if key not in self.assumed:
+            if key not in self._newest_seen:
+                try:
+                    row = self._connect().execute(pg(newest_seq_sql(len(key))), key).fetchone()
+                except psycopg.Error as exc:
+                    raise StorageError(f"database unavailable: {exc}") from exc
+                self._newest_seen[key] = row[0] or 0
+            self.assumed[key] = self._newest_seen[key]
+        return self.assumed[key]
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if row.version != 1 or row.deleted:
@@ -66,33 +73,53 @@ class CreateBatch(Session):
 
 
 @contextmanager
-def create_batch(connect) -> Iterator[CreateBatch]:
+def create_batch(connect, newest_seen: dict[tuple, int]) -> Iterator[CreateBatch]:
     """A batch on the writer thread's connection (``connect()`` gives it, reconnecting if
-    needed); its creates are sent as one statement when the batch ends."""
-    batch = CreateBatch(connect)
+    needed); its creates are sent as one statement when the batch ends. ``newest_seen`` is
+    the writer's memory of newest_seq answers, shared by its batches (see CreateBatch)."""
+    batch = CreateBatch(connect, newest_seen)
     yield batch
     if not batch.rows:
         return
     per_table = index_rows_by_table((r.res_type, r.res_id, rows) for r, rows in batch.rows)
     versions = list(zip(*[(r.res_type, r.res_id, r.last_updated, r.method, r.content) for r, _ in batch.rows]))
+    guards = tuple(batch.assumed)
+    guard_params = [p for key in guards for p in (*key, batch.assumed[key])]
     conn = connect()
     try:
-        conn.execute(_statement(tuple(sorted(per_table))), [*map(list, versions), index_document(per_table)])
+        stored = conn.execute(_statement(tuple(sorted(per_table)), tuple(map(len, guards))),
+                              [*guard_params, *map(list, versions), index_document(per_table)]).rowcount
     except psycopg.errors.UniqueViolation as exc:
         raise WriteConflict(f"a version written here already exists: {exc}") from exc
     except psycopg.Error as exc:
         raise StorageError(f"the creates were not stored: {exc}") from exc
+    written_types = {r.res_type for r, _ in batch.rows}
+    for key in guards:
+        if stored == 0 or not written_types.isdisjoint(key):
+            newest_seen.pop(key, None)  # ask the database next time
+    if stored == 0:
+        raise RedoAlone("a conformance resource was stored since the creates were checked")
 
 
 @lru_cache(maxsize=None)
-def _statement(tables: tuple[str, ...]) -> str:
-    ctes = ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = ()) -> str:
+    """The statement of a batch with index rows in ``tables``; ``guards``: for each newest_seq
+    the creates were told (CreateBatch.assumed), how many types it covers. Nothing is stored
+    unless every one of them is still the newest.
+
+    The arrays go in binary (%b): in text, psycopg quotes every element with a regular-expression
+    callback per quote character, and a batch's JSON texts have thousands of them."""
+    checks = " AND ".join(f"({pg(newest_seq_sql(n))}) IS NOT DISTINCT FROM NULLIF(%s::bigint, 0)"
+                          for n in guards) or "true"
+    ctes = [f"ok AS (SELECT {checks} AS ok)",
+            "v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
             "SELECT res_type, res_id, 1, last_updated, method, false, content "
-            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-            "WITH ORDINALITY AS c(res_type, res_id, last_updated, method, content, i) ORDER BY i "
+            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+            "WITH ORDINALITY AS c(res_type, res_id, last_updated, method, content, i) "
+            "WHERE (SELECT ok FROM ok) ORDER BY i "
             "RETURNING res_type, res_id, last_updated, content, seq)",
             "doc AS (SELECT %s::jsonb AS d)"]
-    ctes += [f"i_{name} AS ({insert_index_rows(name)})" for name in tables]
+    ctes += [f"i_{name} AS ({insert_index_rows(name, '(SELECT ok FROM ok)')})" for name in tables]
     return ("WITH " + ", ".join(ctes) +
             " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
             "SELECT res_type, res_id, 1, last_updated, false, content, seq FROM v")

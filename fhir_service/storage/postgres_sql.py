@@ -21,7 +21,7 @@ def index_document(per_table: dict[str, list[tuple]]) -> str:
     """Index rows (storage.base.index_rows_by_table) as one JSON text for insert_index_rows.
     Sending the rows as one JSON text costs psycopg one string; typed arrays cost it Python work
     for every value."""
-    if any(has_non_finite(rows) for rows in per_table.values()):
+    if has_non_finite(per_table):
         per_table = {name: [tuple(map(_json_safe, r)) for r in rows] for name, rows in per_table.items()}
     return jsonutil.dumps(per_table)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .base import Row, Session
 
-_COLS = "res_type, res_id, version, last_updated, deleted, content"
-CURRENT_SQL = f"SELECT {_COLS}, seq FROM resource WHERE res_type = ? AND res_id = ?"
+COLUMNS = "res_type, res_id, version, last_updated, deleted, content"
+CURRENT_SQL = f"SELECT {COLUMNS}, seq FROM resource WHERE res_type = ? AND res_id = ?"
 
 
 def _row(r: tuple, method: str = "", seq: int = 0) -> Row:
@@ -24,7 +24,7 @@ class SQLSession(Session):
 
     def version(self, res_type: str, res_id: str, version: int) -> Row | None:
         rows = self.query(
-            f"SELECT {_COLS}, method, seq FROM resource_version WHERE res_type = ? AND res_id = ? AND version = ?",
+            f"SELECT {COLUMNS}, method, seq FROM resource_version WHERE res_type = ? AND res_id = ? AND version = ?",
             (res_type, res_id, version))
         return _row(rows[0], rows[0][6], rows[0][7]) if rows else None
 
@@ -53,7 +53,7 @@ class SQLSession(Session):
             where.append("NOT EXISTS (SELECT 1 FROM resource_version n WHERE n.res_type = v.res_type "
                          "AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated <= ?)")
             params.append(at)
-        sql = f"SELECT {_COLS}, method, seq FROM resource_version v"
+        sql = f"SELECT {COLUMNS}, method, seq FROM resource_version v"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"

@@ -174,6 +174,7 @@ class _Checkpointer(threading.Thread):
 
 class SQLiteRepository(Repository):
     dialect = "sqlite"
+    embedded = True
 
     def __init__(self, url: str):
         path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else url.split("sqlite:", 1)[1]
@@ -285,6 +286,9 @@ class SQLiteRepository(Repository):
 
     def current(self, res_type, res_id):
         return self._session_or_autocommit().current(res_type, res_id)
+
+    def version(self, res_type, res_id, version):
+        return self._session_or_autocommit().version(res_type, res_id, version)
 
     def newest_seq(self, res_types):
         return self._session_or_autocommit().newest_seq(res_types)
