@@ -215,3 +215,30 @@ def test_a_failure_sending_earlier_requests_writes_is_not_charged_to_a_later_req
     assert outcome[1] == "J2" and outcome[2] == "J3", outcome
     assert repo.current("Basic", "b1") is None
     assert repo.current("Basic", "b2") is not None
+
+
+@pytest.mark.parametrize("reads_first", [False, True], ids=["creates only (one statement)", "reads, then creates"])
+def test_a_newest_seq_answered_from_memory_is_checked_before_anything_is_stored(repo, tmp_path, reads_first):
+    # Under group commit, Session.newest_seq answers what the last batch saw, without asking
+    # SQLite; the batch must store nothing if that is stale, and run its work again.
+    types = ("ValueSet",)
+    assert repo.run_write(lambda s: s.newest_seq(types)) == 0  # (the writer now remembers 0)
+    other = open_repository(f"sqlite:///{tmp_path}/group.db")  # another process, say
+    try:
+        other.run_write(lambda s: s.write(replace(_row(0), res_type="ValueSet", res_id="vs"), None))
+        stored_seq = other.current("ValueSet", "vs").seq
+    finally:
+        other.close()
+    calls = []
+
+    def work(s):
+        newest = s.newest_seq(types)
+        calls.append(newest)
+        if reads_first:
+            s.current("Basic", "nothing-here")  # (the transaction begins)
+        s.write(_row(7), None)
+        return newest
+    assert repo.run_write(work) == stored_seq
+    assert calls == [0, stored_seq]  # the stale answer's attempt stored nothing, and was run again
+    assert repo.current("Basic", "b7").version == 1
+    assert len(repo.query_once("SELECT seq FROM resource_version WHERE res_id = 'b7'")) == 1

@@ -22,7 +22,7 @@ from typing import Callable
 
 import orjson
 
-from .base import IndexRows, Row, StorageError, WriteConflict, has_non_finite, index_rows_by_table
+from .base import IndexRows, RedoAlone, Row, StorageError, WriteConflict, has_non_finite, index_rows_by_table
 from .schema import INDEX_TABLE, INDEX_TABLES
 
 MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
@@ -92,11 +92,14 @@ class DeferredWrites:
         for row, _ in batch:
             del self.by_key[(row.res_type, row.res_id)]  # (a resource is held back at most once)
 
-    def send_as_one_statement(self, conn: sqlite3.Connection) -> bool:
+    def send_as_one_statement(self, conn: sqlite3.Connection, guards: dict[tuple, int] | None = None) -> bool:
         """Send the held-back first versions of new resources as ONE statement, outside any
         transaction, so SQLite runs it as a transaction of its own. False if this cannot be used
         (a later version, a value JSON cannot carry), and nothing was sent. The connection must
         have install_one_statement_trigger.
+
+        ``guards``: {type set: newest seq} that must still hold (Session.newest_seq answers given
+        without asking SQLite); if one does not, nothing is stored and RedoAlone is raised.
 
         The statement inserts one JSON document into a temporary table whose trigger writes
         every row (_ONE_STATEMENT_DDL). It costs SQLite more work than the multi-row INSERTs
@@ -110,6 +113,8 @@ class DeferredWrites:
         if has_non_finite(document):
             return False  # JSON has no Infinity: the multi-row INSERTs bind it as it is
         document["versions"] = [_version_values(r) for r, _ in self.rows]
+        if guards:
+            document["guards"] = [{"types": list(key), "newest": newest} for key, newest in guards.items()]
         try:
             text = orjson.dumps(document).decode("utf-8")
         except TypeError:  # e.g. an integer past 64 bits: the multi-row INSERTs take it
@@ -117,6 +122,8 @@ class DeferredWrites:
         try:
             conn.execute("INSERT INTO pending_writes (document) VALUES (?)", (text,))
         except sqlite3.IntegrityError as exc:
+            if str(exc) == _GUARD_FAILED:
+                raise RedoAlone("a conformance resource was stored since the writes were checked") from exc
             raise WriteConflict(f"a version written here already exists: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"the writes were not stored: {exc}") from exc
@@ -133,10 +140,17 @@ def _index_rows(writes: list[tuple[Row, IndexRows | None]]) -> dict[str, list[tu
     return index_rows_by_table((r.res_type, r.res_id, None if r.deleted else rows) for r, rows in writes)
 
 
+_GUARD_FAILED = "newest seq changed"
+
+
 def _one_statement_ddl() -> list[str]:
     def columns(n: int) -> str:
         return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(n))
     body = [
+        # Nothing is stored if a newest seq the writes were told is no longer the newest.
+        f"SELECT RAISE(ABORT, '{_GUARD_FAILED}') FROM json_each(NEW.document, '$.guards') AS g "
+        "WHERE IFNULL((SELECT MAX((SELECT MAX(seq) FROM resource_version WHERE res_type = t.value)) "
+        "FROM json_each(g.value, '$.types') AS t), 0) IS NOT json_extract(g.value, '$.newest');",
         # In array order, so AUTOINCREMENT numbers the versions in write order.
         f"INSERT INTO resource_version ({', '.join(_VERSION_COLUMNS)}) "
         f"SELECT {columns(len(_VERSION_COLUMNS))} FROM json_each(NEW.document, '$.versions') ORDER BY key;",

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .base import IndexRows, Repository, Row, Session, StorageError, newest_seq_sql
+from .base import IndexRows, RedoAlone, Repository, Row, Session, StorageError, newest_seq_sql
 from .deferred_writes import DeferredWrites, insert_rows, install_one_statement_trigger
 from .group_commit import GroupCommitter
 from .schema import ALL_TABLES, ddl
@@ -25,7 +25,8 @@ class SQLiteSession(SQLSession):
     """
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, *, begun: bool = True, one_statement: bool = False):
+    def __init__(self, conn: sqlite3.Connection, *, begun: bool = True, one_statement: bool = False,
+                 newest_seen: dict[tuple, int] | None = None):
         self.conn = conn
         self.one_statement = one_statement  # the connection has the trigger for send_as_one_statement
         self.deferred = DeferredWrites()
@@ -37,6 +38,8 @@ class SQLiteSession(SQLSession):
         self._request_savepoint = False
         self.broken: BaseException | None = None  # see send_deferred
         self._newest: dict[tuple, int] = {}  # see newest_seq
+        self._newest_seen = newest_seen  # the group committer's memory of newest_seq answers
+        self._assumed: dict[tuple, int] = {}  # answers given from that memory, checked in finish()
 
     def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -55,9 +58,17 @@ class SQLiteSession(SQLSession):
         as a transaction of its own: one trip into SQLite, so one wait for the GIL after it,
         for a whole batch of creates (see deferred_writes.send_as_one_statement)."""
         self._check_not_broken()
-        if not self.begun and self.one_statement and self.deferred and \
-                self.deferred.send_as_one_statement(self.conn):
-            return
+        try:
+            if not self.begun and self.one_statement and self.deferred and \
+                    self.deferred.send_as_one_statement(self.conn, self._assumed):
+                return
+            if self._assumed and (self.begun or self.deferred):  # (something is written)
+                self._begin()  # (under the writer lock from here to the commit)
+                if any(self._query_newest(key) != newest for key, newest in self._assumed.items()):
+                    raise RedoAlone("a conformance resource was stored since the writes were checked")
+        except RedoAlone:
+            self._newest_seen.clear()  # (each request is run again, and asks SQLite)
+            raise
         self.send_deferred()
 
     def send_deferred(self) -> None:
@@ -124,14 +135,29 @@ class SQLiteSession(SQLSession):
         return current_row(rows[0]) if rows else None
 
     def newest_seq(self, res_types):
-        # Read once per transaction (a batch of requests shares it) and without beginning it:
-        # the answer is about versions already committed, which a batch's own writes come after.
+        # Once per transaction (a batch of requests shares it), and without beginning it: the
+        # answer is about versions already committed, which a batch's own writes come after.
+        # Under group commit, the answer the last batch had is given without asking SQLite
+        # (a trip into SQLite is a wait for the GIL after it), and checked in finish(): inside
+        # the one statement that stores the batch, or under the writer lock before the commit.
         key = tuple(res_types)
         if key not in self._newest:
-            self._newest[key] = self.conn.execute(newest_seq_sql(len(key)), key).fetchone()[0] or 0
+            seen = self._newest_seen
+            if seen is not None and key in seen and not self.begun:
+                self._newest[key] = self._assumed[key] = seen[key]
+            else:
+                self._newest[key] = self._query_newest(key)
+                if seen is not None:
+                    seen[key] = self._newest[key]
         return self._newest[key]
 
+    def _query_newest(self, key: tuple) -> int:
+        return self.conn.execute(newest_seq_sql(len(key)), key).fetchone()[0] or 0
+
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
+        if self._newest_seen:  # this changes the newest seq of the type sets it is in: ask next time
+            for key in [k for k in self._newest_seen if row.res_type in k]:
+                del self._newest_seen[key]
         if self.deferred.holds(row.res_type, row.res_id):
             self.send_deferred()  # one held-back version per resource: send the earlier one
         return self.deferred.add(row, index_rows)
@@ -190,6 +216,7 @@ class SQLiteRepository(Repository):
         # Writers in other processes still meet at SQLite's lock (busy_timeout).
         self._write_lock = threading.RLock()
         self._committer: GroupCommitter | None = None
+        self._newest_seen: dict[tuple, int] = {}  # see SQLiteSession.newest_seq
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -219,7 +246,13 @@ class SQLiteRepository(Repository):
         with self._write_lock:
             yield from self._transaction(True)
 
-    def _transaction(self, write: bool) -> Iterator[SQLiteSession]:
+    @contextmanager
+    def _batch_transaction(self) -> Iterator[SQLiteSession]:
+        """A write transaction of the group committer, whose sessions share _newest_seen."""
+        with self._write_lock:
+            yield from self._transaction(True, self._newest_seen)
+
+    def _transaction(self, write: bool, newest_seen: dict | None = None) -> Iterator[SQLiteSession]:
         conn = self._conn()
         active = self._open_session()
         if active is not None:
@@ -232,8 +265,8 @@ class SQLiteRepository(Repository):
                 conn.execute("BEGIN")
             except sqlite3.OperationalError as exc:
                 raise StorageError(f"could not start a transaction: {exc}") from exc
-        session = self._local.session = SQLiteSession(conn, begun=not write,
-                                                      one_statement=self._local.one_statement)
+        session = self._local.session = SQLiteSession(conn, begun=not write, one_statement=self._local.one_statement,
+                                                      newest_seen=newest_seen)
         try:
             yield session
             session.finish()
@@ -272,7 +305,7 @@ class SQLiteRepository(Repository):
         if self._committer is None:
             with self._all_lock:
                 if self._committer is None:
-                    self._committer = GroupCommitter(lambda: self.transaction(write=True), name="sqlite-writer")
+                    self._committer = GroupCommitter(self._batch_transaction, name="sqlite-writer")
         return self._committer
 
     def _open_session(self) -> SQLiteSession | None:
