@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 
 import pytest
@@ -151,3 +152,19 @@ def test_creates_batched_after_a_conformance_change_are_each_stored_once(service
     assert [r.status for r in results] == [201] * 8
     for i, result in enumerate(results):
         assert _stored(service, f"After{i}") == [result.row.res_id]
+
+
+def test_ids_made_in_a_forked_process_are_not_the_parents():
+    # Server ids take their random part from a pool of bytes; a forked worker process must
+    # not hand out the same bytes as its parent.
+    from fhir_service.core.resource_utils import new_id
+    new_id()  # (the pool now holds bytes the child would inherit)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child, parent = os.read(read_end, 64).decode(), new_id()
+    random_part = (1 << 76) - 1  # below the 48-bit time and the version
+    assert uuid.UUID(child).int & random_part != uuid.UUID(parent).int & random_part

