@@ -218,27 +218,68 @@ def test_a_failure_sending_earlier_requests_writes_is_not_charged_to_a_later_req
 
 
 @pytest.mark.parametrize("reads_first", [False, True], ids=["creates only (one statement)", "reads, then creates"])
-def test_a_newest_seq_answered_from_memory_is_checked_before_anything_is_stored(repo, tmp_path, reads_first):
-    # Under group commit, Session.newest_seq answers what the last batch saw, without asking
-    # SQLite; the batch must store nothing if that is stale, and run its work again.
+@pytest.mark.parametrize("remembered", [True, False], ids=["answer remembered", "answer asked"])
+def test_a_newest_seq_answer_is_checked_before_anything_is_stored(repo, tmp_path, reads_first, remembered):
+    # Under group commit, Session.newest_seq answers what the last batch saw, or asks SQLite
+    # before the writer lock is taken; either way the batch must store nothing if the answer
+    # is stale by the time it writes, and run its work again.
     types = ("ValueSet",)
-    assert repo.run_write(lambda s: s.newest_seq(types)) == 0  # (the writer now remembers 0)
     other = open_repository(f"sqlite:///{tmp_path}/group.db")  # another process, say
-    try:
+
+    def another_process_stores_a_valueset():
         other.run_write(lambda s: s.write(replace(_row(0), res_type="ValueSet", res_id="vs"), None))
-        stored_seq = other.current("ValueSet", "vs").seq
-    finally:
-        other.close()
+    if remembered:
+        assert repo.run_write(lambda s: s.newest_seq(types)) == 0  # (the writer now remembers 0)
+        another_process_stores_a_valueset()
     calls = []
 
     def work(s):
         newest = s.newest_seq(types)
         calls.append(newest)
+        if not remembered and len(calls) == 1:
+            another_process_stores_a_valueset()  # (after the answer, before the write)
         if reads_first:
             s.current("Basic", "nothing-here")  # (the transaction begins)
         s.write(_row(7), None)
         return newest
-    assert repo.run_write(work) == stored_seq
+    try:
+        result = repo.run_write(work)
+        stored_seq = other.current("ValueSet", "vs").seq
+    finally:
+        other.close()
     assert calls == [0, stored_seq]  # the stale answer's attempt stored nothing, and was run again
+    assert result == stored_seq
     assert repo.current("Basic", "b7").version == 1
     assert len(repo.query_once("SELECT seq FROM resource_version WHERE res_id = 'b7'")) == 1
+
+
+def test_a_batch_that_stores_a_conformance_resource_is_not_redone_for_it(repo):
+    # The check of remembered answers must not count the batch's own writes: a create that
+    # used one, batched with a request that stores a ValueSet and then reads, runs once.
+    types = ("StructureDefinition", "ValueSet")
+    repo.run_write(lambda s: s.newest_seq(types))  # (the writer now remembers 0)
+    runs = {"create": 0, "valueset": 0}
+
+    def create(s):
+        runs["create"] += 1
+        s.newest_seq(types)
+        return s.write(_row(1), None)
+
+    def store_valueset(s):
+        runs["valueset"] += 1
+        s.write(replace(_row(2), res_type="ValueSet"), None)
+        return s.query("SELECT 1")
+    gate = threading.Event()
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: gate.wait(),))
+    blocker.start()
+    time.sleep(0.1)
+    threads = []
+    for work in (create, store_valueset):  # queued in this order behind the blocker: one batch
+        threads.append(threading.Thread(target=repo.run_write, args=(work,)))
+        threads[-1].start()
+        time.sleep(0.05)
+    gate.set()
+    for t in threads + [blocker]:
+        t.join()
+    assert runs == {"create": 1, "valueset": 1}
+    assert repo.current("Basic", "b1") is not None and repo.current("ValueSet", "b2") is not None

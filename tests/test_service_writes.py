@@ -168,3 +168,35 @@ def test_ids_made_in_a_forked_process_are_not_the_parents():
     child, parent = os.read(read_end, 64).decode(), new_id()
     random_part = (1 << 76) - 1  # below the 48-bit time and the version
     assert uuid.UUID(child).int & random_part != uuid.UUID(parent).int & random_part
+
+
+def test_a_transaction_whose_work_runs_again_keeps_its_references(service, monkeypatch):
+    # A write transaction that lost a race, or shared a batch that had to be redone, runs its
+    # work again. A transaction bundle's second run must not keep references to the ids the
+    # rolled-back run made up.
+    real = service.repo.run_write
+
+    class RolledBack(Exception):
+        pass
+
+    def twice(work):
+        try:
+            with service.repo.transaction(write=True) as s:
+                work(s)
+                raise RolledBack()
+        except RolledBack:
+            pass
+        return real(work)
+    monkeypatch.setattr(service.repo, "run_write", twice)
+    from fhir_service.core import bundles
+    patient_url = f"urn:uuid:{uuid.uuid4()}"
+    out = bundles.process(service, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": patient_url, "resource": _patient("Twice"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "peak flow"},
+                      "subject": {"reference": patient_url}}, "request": {"method": "POST", "url": "Observation"}},
+    ]}, "http://example.org/fhir")
+    patient_id = out["entry"][0]["response"]["location"].split("/")[1]
+    observation_id = out["entry"][1]["response"]["location"].split("/")[1]
+    assert service.read("Patient", patient_id).version == 1
+    observation = json.loads(service.read("Observation", observation_id).content)
+    assert observation["subject"]["reference"] == f"Patient/{patient_id}"

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, service=None) -> "FrontDoor":
     # What start-up built (the R4 definitions and what is derived from them) lives as long as
     # the process: keep it out of the garbage collector's full collections, which would walk
     # it all each time and hold up every request meanwhile (~45 ms here).
+    gc.collect()  # (what is already garbage is freed first, not frozen)
     gc.freeze()
 
     from . import routes

@@ -48,6 +48,7 @@ class Entry:
         self.url = url.lstrip("/")
         self.full_url = raw.get("fullUrl")
         self.resource = raw.get("resource")
+        self.client_resource = self.resource  # as sent: a transaction's work rewrites from this
         self.if_none_exist = request.get("ifNoneExist")
         self.if_match = request.get("ifMatch")
         self.if_none_match = request.get("ifNoneMatch")
@@ -104,6 +105,11 @@ def _transaction(service: "FHIRService", raw_entries: list, base_url: str) -> di
                 raise e.fail(exc)
 
     def work(s: Session) -> dict:
+        # Everything the work decides is decided again on each run: a write transaction that
+        # lost a race (or a batch of them that had to be redone) runs its work again, from the
+        # entries as the client sent them, with new ids for the entries that create.
+        for e in entries:
+            e.resource, e.target_id, e.existing = e.client_resource, None, False
         mapping = _resolve_identities(service, s, entries)
         for e in entries:
             if isinstance(e.resource, dict):

@@ -12,6 +12,7 @@ Write transactions are serialised per key where it matters:
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -195,8 +196,11 @@ class Repository(ABC):
     embedded: bool = False
 
     async def current_async(self, res_type: str, res_id: str) -> Row | None:
-        """current, awaited on the event loop (the default reads right away: see ``embedded``)."""
-        return self.current(res_type, res_id)
+        """current, awaited on the event loop: right there if ``embedded``, else in a worker
+        thread (a backend may do better: PostgreSQL batches them, read_batch.py)."""
+        if self.embedded:
+            return self.current(res_type, res_id)
+        return await asyncio.get_running_loop().run_in_executor(None, self.current, res_type, res_id)
 
     def version(self, res_type: str, res_id: str, version: int) -> Row | None:
         """One version of one resource, read on its own."""

@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from .base import IndexRows, Repository, Row, StorageError, WriteConflict, index_rows_by_table
 from .group_commit import GroupCommitter
+from .newest_seq import NewestSeqMemory
 from .postgres_batch import create_batch
 from .postgres_sql import index_document, insert_index_rows, pg
 from .read_batch import ReadBatcher
@@ -158,6 +159,7 @@ class PostgresRepository(Repository):
         self._reader: ReadBatcher | None = None
         self._own_conns: dict[str, psycopg.Connection] = {}  # the writer's and the reader's
         self._lazy_lock = threading.Lock()
+        self._closed = False
 
     # -- plain creates from the event loop, batched (see postgres_batch.py) ----------------------
     loop_writes = frozenset({"create"})
@@ -167,11 +169,12 @@ class PostgresRepository(Repository):
 
     def _create_committer(self) -> GroupCommitter:
         with self._lazy_lock:
+            if self._closed:
+                raise StorageError("the repository is closed")
             if self._committer is None:
-                newest_seen: dict = {}
-                self._committer = GroupCommitter(
-                    lambda: create_batch(lambda: self._own_connection("writer"), newest_seen),
-                    name="postgres-create-writer")
+                memory = NewestSeqMemory()
+                self._committer = GroupCommitter(lambda: create_batch(lambda: self._own_connection("writer"), memory),
+                                                 name="postgres-create-writer")
             return self._committer
 
     # -- reads by id from the event loop, batched (see read_batch.py) ----------------------------
@@ -179,6 +182,8 @@ class PostgresRepository(Repository):
         reader = self._reader
         if reader is None:
             with self._lazy_lock:
+                if self._closed:
+                    raise StorageError("the repository is closed")
                 if self._reader is None:
                     self._reader = ReadBatcher(self._current_rows, name="postgres-reader")
                 reader = self._reader
@@ -276,13 +281,15 @@ class PostgresRepository(Repository):
                     conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
 
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.stop()
-            self._committer = None
-        if self._reader is not None:
-            self._reader.stop()
-            self._reader = None
-        for conn in self._own_conns.values():
+        with self._lazy_lock:
+            self._closed = True
+            committer, self._committer = self._committer, None
+            reader, self._reader = self._reader, None
+        if committer is not None:
+            committer.stop()
+        if reader is not None:
+            reader.stop()
+        for conn in list(self._own_conns.values()):
             conn.close()
         self._own_conns.clear()
         self.pool.close()

@@ -20,6 +20,7 @@ import psycopg
 
 from .base import (IndexRows, RedoAlone, Row, Session, StorageError, WriteConflict, index_rows_by_table,
                    newest_seq_sql)
+from .newest_seq import NewestSeqMemory
 from .postgres_sql import index_document, insert_index_rows, pg
 
 
@@ -28,30 +29,30 @@ class CreateBatch(Session):
     nothing else (the work of a plain create: see core/service.py create_async).
 
     newest_seq (the creates' check that no conformance resource was stored since their
-    validation) costs no round trip of its own: it answers with the newest seq the writer saw
-    last, and the batch's statement stores nothing unless that is still the newest (then
-    RedoAlone: each create is run again, in a batch that asks the database)."""
+    validation) costs no round trip of its own: it answers from the writer's memory, and the
+    batch's statement stores nothing unless those answers still hold (see newest_seq.py)."""
 
     dialect = "postgresql"
 
-    def __init__(self, connect, newest_seen: dict[tuple, int]) -> None:
+    def __init__(self, connect, memory: NewestSeqMemory) -> None:
         self.rows: list[tuple[Row, IndexRows | None]] = []
         self._request_start = 0
         self._connect = connect
-        self._newest_seen = newest_seen  # kept across batches: type set -> newest seq seen
-        self.assumed: dict[tuple, int] = {}  # what this batch's creates were told
+        self._memory = memory
+        self.assumed: dict[tuple, int] = {}  # every newest_seq answer this batch gave
 
     def newest_seq(self, res_types) -> int:
         key = tuple(res_types)
         if key not in self.assumed:
-            if key not in self._newest_seen:
-                try:
-                    row = self._connect().execute(pg(newest_seq_sql(len(key))), key).fetchone()
-                except psycopg.Error as exc:
-                    raise StorageError(f"database unavailable: {exc}") from exc
-                self._newest_seen[key] = row[0] or 0
-            self.assumed[key] = self._newest_seen[key]
+            self.assumed[key] = self._memory.answer(key, lambda: self._ask_newest(key))
         return self.assumed[key]
+
+    def _ask_newest(self, key: tuple) -> int:
+        try:
+            row = self._connect().execute(pg(newest_seq_sql(len(key))), key).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"database unavailable: {exc}") from exc
+        return row[0] or 0
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if row.version != 1 or row.deleted:
@@ -73,11 +74,11 @@ class CreateBatch(Session):
 
 
 @contextmanager
-def create_batch(connect, newest_seen: dict[tuple, int]) -> Iterator[CreateBatch]:
+def create_batch(connect, memory: NewestSeqMemory) -> Iterator[CreateBatch]:
     """A batch on the writer thread's connection (``connect()`` gives it, reconnecting if
-    needed); its creates are sent as one statement when the batch ends. ``newest_seen`` is
-    the writer's memory of newest_seq answers, shared by its batches (see CreateBatch)."""
-    batch = CreateBatch(connect, newest_seen)
+    needed); its creates are sent as one statement when the batch ends. ``memory``: the
+    writer's, shared by its batches (newest_seq.py)."""
+    batch = CreateBatch(connect, memory)
     yield batch
     if not batch.rows:
         return
@@ -93,12 +94,10 @@ def create_batch(connect, newest_seen: dict[tuple, int]) -> Iterator[CreateBatch
         raise WriteConflict(f"a version written here already exists: {exc}") from exc
     except psycopg.Error as exc:
         raise StorageError(f"the creates were not stored: {exc}") from exc
-    written_types = {r.res_type for r, _ in batch.rows}
-    for key in guards:
-        if stored == 0 or not written_types.isdisjoint(key):
-            newest_seen.pop(key, None)  # ask the database next time
     if stored == 0:
+        memory.clear()
         raise RedoAlone("a conformance resource was stored since the creates were checked")
+    memory.forget_types(r.res_type for r, _ in batch.rows)
 
 
 @lru_cache(maxsize=None)

@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Callable
 
-from .base import Row
+from .base import Row, StorageError
 from .batch_queue import STOP, take_batch
 
 MAX_BATCH = 64
@@ -30,45 +30,56 @@ class ReadBatcher:
     def __init__(self, fetch: Callable[[list[Key]], dict[Key, Row]], name: str = "reader"):
         self._fetch = fetch  # runs on the reader thread: the current rows of these keys
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     async def current(self, res_type: str, res_id: str) -> Row | None:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._queue.put(((res_type, res_id), loop, done))
+        with self._lock:  # (nothing is queued behind the stop, where nobody would answer it)
+            if self._stopped:
+                raise StorageError("the server is shutting down")
+            self._queue.put(((res_type, res_id), loop, done))
         return await done
 
     def stop(self) -> None:
-        self._queue.put(STOP)
+        with self._lock:
+            self._stopped = True
+            self._queue.put(STOP)
         self._thread.join(timeout=10)
 
     def _serve(self) -> None:
         while (batch := take_batch(self._queue, MAX_BATCH)) is not None:
             try:
                 rows, failure = self._fetch(list({key: None for key, _, _ in batch})), None
-            except BaseException as exc:  # every read of the batch is told
+            except Exception as exc:  # every read of the batch is told
                 rows, failure = {}, exc
-            self._answer(batch, rows, failure)
-
-    @staticmethod
-    def _answer(batch, rows: dict[Key, Row], failure: BaseException | None) -> None:
-        # One wake-up per event loop for the whole batch, not one per read.
-        per_loop: dict = {}
-        for key, loop, done in batch:
-            per_loop.setdefault(loop, []).append((done, rows.get(key)))
-        for loop, answers in per_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, answers, failure)
-            except RuntimeError:
-                pass  # that event loop has closed (shutting down): nobody is waiting any more
+            _answer(batch, rows, failure)
 
 
-def _settle(answers, failure: BaseException | None) -> None:
+def _answer(batch, rows: dict[Key, Row], failure: Exception | None) -> None:
+    # One wake-up per event loop for the whole batch, not one per read.
+    per_loop: dict = {}
+    for key, loop, done in batch:
+        per_loop.setdefault(loop, []).append((done, rows.get(key)))
+    for loop, answers in per_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, answers, failure)
+        except RuntimeError:
+            pass  # that event loop has closed (shutting down): nobody is waiting any more
+
+
+def _settle(answers, failure: Exception | None) -> None:
     for done, row in answers:
         if done.cancelled():
             continue
         if failure is not None:
-            done.set_exception(failure)
+            # (an exception of its own for each read: one raised in many tasks would gather
+            # all their tracebacks)
+            error = StorageError(str(failure))
+            error.__cause__ = failure
+            done.set_exception(error)
         else:
             done.set_result(row)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 from .base import IndexRows, RedoAlone, Repository, Row, Session, StorageError, newest_seq_sql
 from .deferred_writes import DeferredWrites, insert_rows, install_one_statement_trigger
 from .group_commit import GroupCommitter
+from .newest_seq import NewestSeqMemory
 from .schema import ALL_TABLES, ddl
 from .sql_session import CURRENT_SQL, SQLSession, current_row
 
@@ -26,7 +27,7 @@ class SQLiteSession(SQLSession):
     dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection, *, begun: bool = True, one_statement: bool = False,
-                 newest_seen: dict[tuple, int] | None = None):
+                 memory: NewestSeqMemory | None = None):
         self.conn = conn
         self.one_statement = one_statement  # the connection has the trigger for send_as_one_statement
         self.deferred = DeferredWrites()
@@ -38,8 +39,9 @@ class SQLiteSession(SQLSession):
         self._request_savepoint = False
         self.broken: BaseException | None = None  # see send_deferred
         self._newest: dict[tuple, int] = {}  # see newest_seq
-        self._newest_seen = newest_seen  # the group committer's memory of newest_seq answers
-        self._assumed: dict[tuple, int] = {}  # answers given from that memory, checked in finish()
+        self._memory = memory  # the group committer's (newest_seq.py)
+        self._assumed: dict[tuple, int] = {}  # newest_seq answers given before BEGIN: checked
+        self._stale = False  # one of them did not hold when checked under the writer lock
 
     def _raw(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -51,6 +53,9 @@ class SQLiteSession(SQLSession):
             except sqlite3.OperationalError as exc:
                 raise StorageError(f"could not start a transaction: {exc}") from exc
             self.begun = True
+            # Answers given before the writer lock was taken are checked now, while nothing of
+            # this transaction has been sent (later, its own writes would show). finish() acts.
+            self._stale = any(self._query_newest(key) != newest for key, newest in self._assumed.items())
 
     def finish(self) -> None:
         """Send what is held back, before COMMIT. A transaction that never began holds only new
@@ -61,15 +66,14 @@ class SQLiteSession(SQLSession):
         try:
             if not self.begun and self.one_statement and self.deferred and \
                     self.deferred.send_as_one_statement(self.conn, self._assumed):
-                return
-            if self._assumed and (self.begun or self.deferred):  # (something is written)
-                self._begin()  # (under the writer lock from here to the commit)
-                if any(self._query_newest(key) != newest for key, newest in self._assumed.items()):
-                    raise RedoAlone("a conformance resource was stored since the writes were checked")
+                return  # (the statement checked the answers given: RedoAlone if one did not hold)
+            self.send_deferred()  # (this begins, if not yet, and checks them: _begin)
+            if self._stale:
+                raise RedoAlone("a conformance resource was stored since the writes were checked")
         except RedoAlone:
-            self._newest_seen.clear()  # (each request is run again, and asks SQLite)
+            if self._memory is not None:
+                self._memory.clear()  # (each request is run again, and asks SQLite)
             raise
-        self.send_deferred()
 
     def send_deferred(self) -> None:
         """Before a statement of the caller's own: held-back writes go first, since it may read
@@ -135,29 +139,24 @@ class SQLiteSession(SQLSession):
         return current_row(rows[0]) if rows else None
 
     def newest_seq(self, res_types):
-        # Once per transaction (a batch of requests shares it), and without beginning it: the
-        # answer is about versions already committed, which a batch's own writes come after.
-        # Under group commit, the answer the last batch had is given without asking SQLite
-        # (a trip into SQLite is a wait for the GIL after it), and checked in finish(): inside
-        # the one statement that stores the batch, or under the writer lock before the commit.
+        # Once per transaction (a batch of requests shares it). Under group commit, before the
+        # transaction begins, the answer comes from the committer's memory (a trip into SQLite
+        # costs a wait for the GIL after it) and is checked when the writes are stored (see
+        # newest_seq.py). Once begun, SQLite is asked, under the writer lock.
         key = tuple(res_types)
         if key not in self._newest:
-            seen = self._newest_seen
-            if seen is not None and key in seen and not self.begun:
-                self._newest[key] = self._assumed[key] = seen[key]
+            if self._memory is not None and not self.begun:
+                self._newest[key] = self._assumed[key] = self._memory.answer(key, lambda: self._query_newest(key))
             else:
                 self._newest[key] = self._query_newest(key)
-                if seen is not None:
-                    seen[key] = self._newest[key]
         return self._newest[key]
 
     def _query_newest(self, key: tuple) -> int:
         return self.conn.execute(newest_seq_sql(len(key)), key).fetchone()[0] or 0
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
-        if self._newest_seen:  # this changes the newest seq of the type sets it is in: ask next time
-            for key in [k for k in self._newest_seen if row.res_type in k]:
-                del self._newest_seen[key]
+        if self._memory:
+            self._memory.forget_types([row.res_type])
         if self.deferred.holds(row.res_type, row.res_id):
             self.send_deferred()  # one held-back version per resource: send the earlier one
         return self.deferred.add(row, index_rows)
@@ -216,7 +215,7 @@ class SQLiteRepository(Repository):
         # Writers in other processes still meet at SQLite's lock (busy_timeout).
         self._write_lock = threading.RLock()
         self._committer: GroupCommitter | None = None
-        self._newest_seen: dict[tuple, int] = {}  # see SQLiteSession.newest_seq
+        self._newest_memory = NewestSeqMemory()  # the group committer's (see SQLiteSession.newest_seq)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -248,11 +247,11 @@ class SQLiteRepository(Repository):
 
     @contextmanager
     def _batch_transaction(self) -> Iterator[SQLiteSession]:
-        """A write transaction of the group committer, whose sessions share _newest_seen."""
+        """A write transaction of the group committer, whose sessions share its memory."""
         with self._write_lock:
-            yield from self._transaction(True, self._newest_seen)
+            yield from self._transaction(True, self._newest_memory)
 
-    def _transaction(self, write: bool, newest_seen: dict | None = None) -> Iterator[SQLiteSession]:
+    def _transaction(self, write: bool, memory: NewestSeqMemory | None = None) -> Iterator[SQLiteSession]:
         conn = self._conn()
         active = self._open_session()
         if active is not None:
@@ -266,7 +265,7 @@ class SQLiteRepository(Repository):
             except sqlite3.OperationalError as exc:
                 raise StorageError(f"could not start a transaction: {exc}") from exc
         session = self._local.session = SQLiteSession(conn, begun=not write, one_statement=self._local.one_statement,
-                                                      newest_seen=newest_seen)
+                                                      memory=memory)
         try:
             yield session
             session.finish()
