@@ -60,18 +60,36 @@ def test_profile_stored_through_one_process_is_enforced_by_the_other(two_servers
     assert "Patient.birthDate" in r.text
 
 
-def test_a_profile_changed_through_one_process_is_enforced_by_the_other(two_servers, uid):
-    # b already knows the profile's first version; a then tightens it. b's next create must be
-    # checked against the new version (a create on the event loop validates against what the
-    # process last saw, and its write checks that nothing newer has been stored since).
-    a, b = two_servers
+def _tighten_a_profile_b_knows(a, b, uid: str) -> tuple[dict, str]:
+    """b stores a Patient under a profile's first version (so b holds that version); then a
+    makes birthDate required too. The Patient (without birthDate) and its id."""
     url = f"http://example.org/fhir/StructureDefinition/tightened-{uid}"
     sd_id = a.post("StructureDefinition", json=_patient_profile(url, "gender")).json()["id"]
     claims = dict(patient(uid), meta={"profile": [url]})
     claims.pop("birthDate")
-    assert b.post("Patient", json=claims).status_code == 201  # (b now holds the first version)
+    r = b.post("Patient", json=claims)
+    assert r.status_code == 201, r.text
     tightened = dict(_patient_profile(url, "gender", "birthDate"), id=sd_id)
     assert a.put(f"StructureDefinition/{sd_id}", json=tightened).status_code == 200
+    return claims, r.json()["id"]
+
+
+def test_a_profile_changed_through_one_process_is_enforced_by_the_other(two_servers, uid):
+    # b's next create must be checked against the new version (a create on the event loop
+    # validates against what the process last saw, and its write checks that nothing newer
+    # has been stored since).
+    a, b = two_servers
+    claims, _ = _tighten_a_profile_b_knows(a, b, uid)
     r = b.post("Patient", json=claims)
     assert r.status_code == 422, r.text
     assert "Patient.birthDate" in r.text
+
+
+def test_an_update_after_a_profile_changed_elsewhere_is_checked_against_the_new_version(two_servers, uid):
+    # The same for an update (on PostgreSQL it, too, validates on the event loop).
+    a, b = two_servers
+    claims, pid = _tighten_a_profile_b_knows(a, b, uid)
+    r = b.put(f"Patient/{pid}", json=dict(claims, id=pid, gender="male"))
+    assert r.status_code == 422, r.text
+    assert "Patient.birthDate" in r.text
+    assert b.get(f"Patient/{pid}").json()["meta"]["versionId"] == "1"

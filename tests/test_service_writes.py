@@ -200,3 +200,29 @@ def test_a_transaction_whose_work_runs_again_keeps_its_references(service, monke
     assert service.read("Patient", patient_id).version == 1
     observation = json.loads(service.read("Observation", observation_id).content)
     assert observation["subject"]["reference"] == f"Patient/{patient_id}"
+
+
+def test_a_transaction_the_database_ends_to_break_a_deadlock_is_a_lost_race(service, backend):
+    # Two transactions that lock the same two keys in opposite orders: PostgreSQL ends one of
+    # them. That one must be told it lost a race (WriteConflict: it is tried again), not fail.
+    if backend != "postgres":
+        pytest.skip("SQLite has one writer at a time: its transactions cannot deadlock")
+    import threading
+    both_hold_one = threading.Barrier(2)
+    outcomes = []
+
+    def lock_both(first, second):
+        try:
+            with service.repo.transaction(write=True) as s:
+                s.lock(first)
+                both_hold_one.wait(5)
+                s.lock(second)
+            outcomes.append("committed")
+        except Exception as exc:
+            outcomes.append(exc)
+    threads = [threading.Thread(target=lock_both, args=keys) for keys in (("a", "b"), ("b", "a"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(map(type, outcomes), key=str) == sorted([str, WriteConflict], key=str), outcomes

@@ -7,6 +7,7 @@ index rows; a write that loses a race to another writer is retried from the star
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -25,6 +26,9 @@ MAX_WRITE_ATTEMPTS = 5
 CONFORMANCE_TYPES = {"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter", "Questionnaire",
                      "PlanDefinition", "ConceptMap", "NamingSystem"}
 _CONFORMANCE_SORTED = tuple(sorted(CONFORMANCE_TYPES))
+
+
+_READ_IN_WORK = object()  # (an update's current version: read by its work, in its transaction)
 
 
 class _ConformanceChanged(Exception):
@@ -272,11 +276,30 @@ class FHIRService:
 
     async def update_async(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None) -> Result:
         """update, on the event loop where the backend can await writes (repo.loop_writes)."""
-        return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
+        if not self.repo.loop_writes_read_first:
+            return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
+        # The write cannot read: the current version is read first, and the write of the next
+        # one fails (WriteConflict) if another writer stored it meanwhile. Validation is against
+        # the definitions as this process last saw them, checked at write time as for
+        # create_async. Should either fail, the update is made the locking way, in a worker
+        # thread: writers racing for one resource then take turns instead of retrying.
+        self.check_type(res_type)
+        check_id(res_id)
+        current = await self.repo.current_async(res_type, res_id)
+        work = self._update_work(res_type, res_id, body, if_match, False,
+                                 conformance_seen=self._conformance_seq, current=current)
+        try:
+            return await self.repo.run_write_async(work)
+        except (_ConformanceChanged, WriteConflict):
+            return await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.update, res_type, res_id, body, if_match=if_match))
 
-    def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None,
-                     prevalidated: bool) -> Callable[[Session], Result]:
-        """Everything an update does before the write transaction, and the work to run in it."""
+    def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None, prevalidated: bool,
+                     conformance_seen: int | None = None, current: Row | None | object = _READ_IN_WORK,
+                     ) -> Callable[[Session], Result]:
+        """Everything an update does before the write transaction, and the work to run in it.
+        ``conformance_seen``: as for _create_work. ``current``: the current version as read
+        before (else the work reads it, locked)."""
         self.check_type(res_type)
         check_id(res_id)
         resource = self.check_body(res_type, body)
@@ -285,16 +308,20 @@ class FHIRService:
         if resource["id"] != res_id:
             raise error(400, "invalid", f"The resource id {resource['id']!r} does not match the URL's id {res_id!r}", f"{res_type}.id")
         expected = parse_etag(if_match, "If-Match") if if_match else None
-        warnings = [] if prevalidated else self.validate(resource)
+        warnings = [] if prevalidated else self.validate(resource, sync=conformance_seen is None)
         index_rows = self.index_rows(resource)
 
         def work(s: Session) -> Result:
-            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows)
+            if conformance_seen is not None and s.newest_seq(_CONFORMANCE_SORTED) > conformance_seen:
+                raise _ConformanceChanged()
+            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows, current)
         return work
 
     def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,
-                       warnings: list[Issue], method: str, index_rows: IndexRows | None = None) -> Result:
-        current = s.current(res_type, res_id, for_update=True)
+                       warnings: list[Issue], method: str, index_rows: IndexRows | None = None,
+                       current: Row | None | object = _READ_IN_WORK) -> Result:
+        if current is _READ_IN_WORK:
+            current = s.current(res_type, res_id, for_update=True)
         if expected is not None and (current is None or current.deleted or current.version != expected):
             have = "does not exist" if current is None or current.deleted else f"is at version {current.version}"
             raise error(412, "conflict", f"If-Match expected version {expected} but {res_type}/{res_id} {have}")

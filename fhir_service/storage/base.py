@@ -181,6 +181,10 @@ class Repository(ABC):
     # Which plain writes ("create", "update") the backend can take from the event loop itself,
     # without a worker thread: run_write_async then awaits them.
     loop_writes: frozenset[str] = frozenset()
+    # True: the work given to run_write_async cannot read (PostgreSQL's batches). An update
+    # reads the current version first (current_async), and its write of the next version
+    # fails with WriteConflict if another writer stored that version meanwhile.
+    loop_writes_read_first: bool = False
 
     async def run_write_async(self, work: Callable[[Session], T]) -> T:
         """run_write, awaited (only for the kinds of write in loop_writes)."""

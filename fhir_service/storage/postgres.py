@@ -18,13 +18,16 @@ from psycopg_pool import ConnectionPool
 from .base import IndexRows, Repository, Row, StorageError, WriteConflict, index_rows_by_table
 from .group_commit import GroupCommitter
 from .newest_seq import NewestSeqMemory
-from .postgres_batch import create_batch
+from .postgres_batch import write_batch
 from .postgres_sql import index_document, insert_index_rows, pg
 from .read_batch import ReadBatcher
 from .schema import ALL_TABLES, INDEX_TABLES, ddl
 from .sql_session import COLUMNS, SQLSession, current_row
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Errors by which PostgreSQL ends one of two transactions that got in each other's way: the
+# loser is tried again from the start, like any write that lost a race.
+_LOST_RACE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 # Several resources' current rows by one statement: (res_type[], res_id[]).
 _CURRENT_ROWS_SQL = (f"SELECT {', '.join('r.' + c for c in COLUMNS.split(', '))}, r.seq "
                      "FROM unnest(%b::text[], %b::text[]) AS k(res_type, res_id) "
@@ -161,20 +164,21 @@ class PostgresRepository(Repository):
         self._lazy_lock = threading.Lock()
         self._closed = False
 
-    # -- plain creates from the event loop, batched (see postgres_batch.py) ----------------------
-    loop_writes = frozenset({"create"})
+    # -- plain creates and updates from the event loop, batched (see postgres_batch.py) ----------
+    loop_writes = frozenset({"create", "update"})
+    loop_writes_read_first = True
 
     async def run_write_async(self, work):
-        return await self._create_committer().run_async(work)
+        return await self._write_committer().run_async(work)
 
-    def _create_committer(self) -> GroupCommitter:
+    def _write_committer(self) -> GroupCommitter:
         with self._lazy_lock:
             if self._closed:
                 raise StorageError("the repository is closed")
             if self._committer is None:
                 memory = NewestSeqMemory()
-                self._committer = GroupCommitter(lambda: create_batch(lambda: self._own_connection("writer"), memory),
-                                                 name="postgres-create-writer")
+                self._committer = GroupCommitter(lambda: write_batch(lambda: self._own_connection("writer"), memory),
+                                                 name="postgres-writer")
             return self._committer
 
     # -- reads by id from the event loop, batched (see read_batch.py) ----------------------------
@@ -225,13 +229,15 @@ class PostgresRepository(Repository):
             session.finish()
             if session.begun:
                 conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             try:
                 if session.begun:
                     conn.execute("ROLLBACK")
             except psycopg.Error:
                 pass  # (the connection is broken: the pool will notice and replace it)
             self.pool.putconn(conn)
+            if isinstance(exc, _LOST_RACE):  # (the database chose this transaction to give way)
+                raise WriteConflict(f"the transaction gave way to another: {exc}") from exc
             raise
         self.pool.putconn(conn)
 

@@ -1,14 +1,16 @@
-"""PostgreSQL: plain creates from the event loop, several to one statement.
+"""PostgreSQL: plain creates and updates from the event loop, several to one statement.
 
-Creates awaited on the event loop (Repository.run_write_async) go to one writer thread with
-its own connection (storage/group_commit.py). The creates that queue up while it works are
+Writes awaited on the event loop (Repository.run_write_async) go to one writer thread with
+its own connection (storage/group_commit.py). The writes that queue up while it works are
 sent together as ONE statement, outside any transaction: one round trip, one commit and one
 wait for the GIL for the lot, instead of each request taking a pooled connection and doing
-its own round trip from a worker thread.
+its own round trips from a worker thread.
 
+A batch reads nothing: an update has read the current version before (see core/service.py
+update_async), and its write of the next version is refused if that version exists by then.
 The statement is all-or-nothing: if any of its versions already exists it fails whole, and
-the group committer runs each create again on its own (then only the loser is refused).
-Only creates come this way: they read nothing, so they need no transaction of their own.
+the group committer runs each write again on its own (then only the loser is refused, and
+the service tries it again from the read).
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ from .base import (IndexRows, RedoAlone, Row, Session, StorageError, WriteConfli
                    newest_seq_sql)
 from .newest_seq import NewestSeqMemory
 from .postgres_sql import index_document, insert_index_rows, pg
+from .schema import INDEX_TABLES
 
 
-class CreateBatch(Session):
-    """The session a batch of plain creates runs in: it takes writes of first versions, and
-    nothing else (the work of a plain create: see core/service.py create_async).
+class WriteBatch(Session):
+    """The session a batch of plain creates and updates runs in: it takes writes of new
+    versions, and nothing else (see core/service.py create_async and update_async).
 
     newest_seq (the creates' check that no conformance resource was stored since their
     validation) costs no round trip of its own: it answers from the writer's memory, and the
@@ -55,8 +58,8 @@ class CreateBatch(Session):
         return row[0] or 0
 
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
-        if row.version != 1 or row.deleted:
-            raise StorageError("a create batch takes only first versions")
+        if row.deleted:
+            raise StorageError("a write batch takes no deletions")
         self.rows.append((row, index_rows))
         return row
 
@@ -68,57 +71,80 @@ class CreateBatch(Session):
             del self.rows[self._request_start:]
 
     def _unsupported(self, *args, **kwargs):
-        raise StorageError("a create batch cannot read or run statements")
+        raise StorageError("a write batch cannot read or run statements")
 
     current = version = history = count_history = lock = query = execute = executemany = _unsupported
 
 
 @contextmanager
-def create_batch(connect, memory: NewestSeqMemory) -> Iterator[CreateBatch]:
+def write_batch(connect, memory: NewestSeqMemory) -> Iterator[WriteBatch]:
     """A batch on the writer thread's connection (``connect()`` gives it, reconnecting if
-    needed); its creates are sent as one statement when the batch ends. ``memory``: the
+    needed); its writes are sent as one statement when the batch ends. ``memory``: the
     writer's, shared by its batches (newest_seq.py)."""
-    batch = CreateBatch(connect, memory)
+    batch = WriteBatch(connect, memory)
     yield batch
     if not batch.rows:
         return
     per_table = index_rows_by_table((r.res_type, r.res_id, rows) for r, rows in batch.rows)
-    versions = list(zip(*[(r.res_type, r.res_id, r.last_updated, r.method, r.content) for r, _ in batch.rows]))
+    versions = [[r.res_type for r, _ in batch.rows], [r.res_id for r, _ in batch.rows],
+                [r.version for r, _ in batch.rows], [r.last_updated for r, _ in batch.rows],
+                [r.method for r, _ in batch.rows], [r.content for r, _ in batch.rows]]
     guards = tuple(batch.assumed)
     guard_params = [p for key in guards for p in (*key, batch.assumed[key])]
+    updates = any(r.version > 1 for r, _ in batch.rows)
     conn = connect()
     try:
-        stored = conn.execute(_statement(tuple(sorted(per_table)), tuple(map(len, guards))),
-                              [*guard_params, *map(list, versions), index_document(per_table)]).rowcount
-    except psycopg.errors.UniqueViolation as exc:
-        raise WriteConflict(f"a version written here already exists: {exc}") from exc
+        stored = conn.execute(_statement(tuple(sorted(per_table)), tuple(map(len, guards)), updates),
+                              [*guard_params, *versions, index_document(per_table)]).fetchone()[0]
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as exc:
+        raise WriteConflict(f"a version written here was written by another transaction: {exc}") from exc
     except psycopg.Error as exc:
-        raise StorageError(f"the creates were not stored: {exc}") from exc
+        raise StorageError(f"the writes were not stored: {exc}") from exc
     if stored == 0:
         memory.clear()
-        raise RedoAlone("a conformance resource was stored since the creates were checked")
+        raise RedoAlone("a conformance resource was stored since the writes were checked")
     memory.forget_types(r.res_type for r, _ in batch.rows)
 
 
 @lru_cache(maxsize=None)
-def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = ()) -> str:
+def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = (), updates: bool = False) -> str:
     """The statement of a batch with index rows in ``tables``; ``guards``: for each newest_seq
-    the creates were told (CreateBatch.assumed), how many types it covers. Nothing is stored
-    unless every one of them is still the newest.
+    the batch's requests were told (WriteBatch.assumed), how many types it covers. Nothing is
+    stored unless every one of them is still the newest. ``updates``: some versions are not
+    first versions, so the resources' old index rows go and their current rows are replaced.
+    It returns how many resources it stored.
 
     The arrays go in binary (%b): in text, psycopg quotes every element with a regular-expression
     callback per quote character, and a batch's JSON texts have thousands of them."""
     checks = " AND ".join(f"({pg(newest_seq_sql(n))}) IS NOT DISTINCT FROM NULLIF(%s::bigint, 0)"
                           for n in guards) or "true"
     ctes = [f"ok AS (SELECT {checks} AS ok)",
-            "v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-            "SELECT res_type, res_id, 1, last_updated, method, false, content "
-            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
-            "WITH ORDINALITY AS c(res_type, res_id, last_updated, method, content, i) "
-            "WHERE (SELECT ok FROM ok) ORDER BY i "
-            "RETURNING res_type, res_id, last_updated, content, seq)",
-            "doc AS (SELECT %s::jsonb AS d)"]
+            "c AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[]) "
+            "WITH ORDINALITY AS c(res_type, res_id, version, last_updated, method, content, i))"]
+    ready = "(SELECT ok FROM ok)"
+    if updates:
+        # The current rows are locked first, in key order, as a transaction that updates locks
+        # them (SELECT ... FOR UPDATE) before it writes: taken in another order, the two would
+        # each wait for the other.
+        ctes.append("locked AS (SELECT 1 FROM resource AS r JOIN c ON r.res_type = c.res_type AND r.res_id = c.res_id "
+                    "ORDER BY r.res_type, r.res_id FOR UPDATE OF r)")
+        ready += " AND (SELECT count(*) FROM locked) >= 0"  # (the locks are taken before any insert)
+    ctes += ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+             f"SELECT res_type, res_id, version, last_updated, method, false, content FROM c WHERE {ready} ORDER BY i "
+             "RETURNING res_type, res_id, version, last_updated, content, seq)",
+             "doc AS (SELECT %s::jsonb AS d)"]
+    if updates:
+        # (one snapshot for the whole statement: these see the old rows only, not the new ones)
+        ctes += [f"d_{table.name} AS (DELETE FROM {table.name} AS t USING v "
+                 f"WHERE v.version > 1 AND t.res_type = v.res_type AND t.res_id = v.res_id)" for table in INDEX_TABLES]
     ctes += [f"i_{name} AS ({insert_index_rows(name, '(SELECT ok FROM ok)')})" for name in tables]
+    # A version stored means the current row was the one before it (they are always written
+    # together), so every current row is written; were one not, the statement fails whole
+    # (division by zero) rather than leave a version without its current row.
+    ctes.append("u AS (INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
+                "SELECT res_type, res_id, version, last_updated, false, content, seq FROM v "
+                "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
+                "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
+                "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 RETURNING 1)")
     return ("WITH " + ", ".join(ctes) +
-            " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
-            "SELECT res_type, res_id, 1, last_updated, false, content, seq FROM v")
+            " SELECT n / (n = (SELECT count(*) FROM v))::int FROM (SELECT count(*) AS n FROM u) AS stored")
