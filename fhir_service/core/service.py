@@ -278,11 +278,19 @@ class FHIRService:
         """update, on the event loop where the backend can await writes (repo.loop_writes)."""
         if not self.repo.loop_writes_read_first:
             return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
-        # The write cannot read: the current version is read first, and the write of the next
-        # one fails (WriteConflict) if another writer stored it meanwhile. Validation is against
-        # the definitions as this process last saw them, checked at write time as for
-        # create_async. Should either fail, the update is made the locking way, in a worker
-        # thread: writers racing for one resource then take turns instead of retrying.
+        if res_type in CONFORMANCE_TYPES:
+            # (what is stored reaches this process's definitions as it is written, so a write
+            # that may yet be refused, as a batch's may, is not for these)
+            return await self._update_in_thread(res_type, res_id, body, if_match)
+        return await self._update_read_first(res_type, res_id, body, if_match)
+
+    async def _update_read_first(self, res_type: str, res_id: str, body: Any, if_match: str | None) -> Result:
+        """update where the write cannot read (repo.loop_writes_read_first). The current version
+        is read first, and the write of the next one fails (WriteConflict) if another writer
+        stored it meanwhile. Validation is against the definitions as this process last saw
+        them, checked at write time as for create_async. Should either fail, the update is
+        made the locking way, in a worker thread: writers racing for one resource then take
+        turns instead of retrying."""
         self.check_type(res_type)
         check_id(res_id)
         current = await self.repo.current_async(res_type, res_id)
@@ -290,9 +298,19 @@ class FHIRService:
                                  conformance_seen=self._conformance_seq, current=current)
         try:
             return await self.repo.run_write_async(work)
-        except (_ConformanceChanged, WriteConflict):
-            return await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.update, res_type, res_id, body, if_match=if_match))
+        except _ConformanceChanged:
+            pass
+        except WriteConflict:
+            # A write whose batch was stored but whose reply was lost is run again, and meets
+            # itself: it was stored, and is answered so.
+            stored = work.result_if_stored(await self.repo.current_async(res_type, res_id))  # type: ignore[attr-defined]
+            if stored is not None:
+                return stored
+        return await self._update_in_thread(res_type, res_id, body, if_match)
+
+    async def _update_in_thread(self, res_type: str, res_id: str, body: Any, if_match: str | None) -> Result:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.update, res_type, res_id, body, if_match=if_match))
 
     def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None, prevalidated: bool,
                      conformance_seen: int | None = None, current: Row | None | object = _READ_IN_WORK,
@@ -310,16 +328,32 @@ class FHIRService:
         expected = parse_etag(if_match, "If-Match") if if_match else None
         warnings = [] if prevalidated else self.validate(resource, sync=conformance_seen is None)
         index_rows = self.index_rows(resource)
+        prepared = None
+        if current is not _READ_IN_WORK:  # (the version it would write is known: made once, here)
+            version = current.version + 1 if current else 1  # type: ignore[union-attr]
+            prepared = self._version_content(resource, res_id, version)
 
         def work(s: Session) -> Result:
             if conformance_seen is not None and s.newest_seq(_CONFORMANCE_SORTED) > conformance_seen:
                 raise _ConformanceChanged()
-            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows, current)
+            return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows, current,
+                                       prepared)
+
+        def result_if_stored(now: Row | None) -> Result | None:
+            """The answer, if ``now`` (the current version, read after the write was refused)
+            is this very write: its version, with its lastUpdated, was stored after all."""
+            if prepared is not None and now is not None and now.version == version and now.content == prepared[2]:
+                created = current is None or current.deleted  # type: ignore[union-attr]
+                return Result(201 if created else 200, now, warnings)
+            return None
+        if prepared is not None:
+            work.result_if_stored = result_if_stored  # type: ignore[attr-defined]
         return work
 
     def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,
                        warnings: list[Issue], method: str, index_rows: IndexRows | None = None,
-                       current: Row | None | object = _READ_IN_WORK) -> Result:
+                       current: Row | None | object = _READ_IN_WORK,
+                       prepared: tuple[str, dict, str] | None = None) -> Result:
         if current is _READ_IN_WORK:
             current = s.current(res_type, res_id, for_update=True)
         if expected is not None and (current is None or current.deleted or current.version != expected):
@@ -329,7 +363,7 @@ class FHIRService:
             if without_server_meta(jsonutil.loads(current.content)) == without_server_meta(resource):
                 return Result(200, current, warnings)  # nothing changed: no new version
         version = current.version + 1 if current else 1
-        row = self._store(s, res_type, res_id, resource, version, method, index_rows)
+        row = self._store(s, res_type, res_id, resource, version, method, index_rows, prepared)
         created = current is None or current.deleted
         return Result(201 if created else 200, row, warnings)
 

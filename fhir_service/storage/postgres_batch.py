@@ -43,6 +43,7 @@ class WriteBatch(Session):
         self._connect = connect
         self._memory = memory
         self.assumed: dict[tuple, int] = {}  # every newest_seq answer this batch gave
+        self._keys: set[tuple[str, str]] = set()  # the resources written
 
     def newest_seq(self, res_types) -> int:
         key = tuple(res_types)
@@ -60,6 +61,11 @@ class WriteBatch(Session):
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if row.deleted:
             raise StorageError("a write batch takes no deletions")
+        if (row.res_type, row.res_id) in self._keys:
+            # Two writes of one resource read the same version: one of them must lose, and
+            # only it (sent together, the statement would fail whole).
+            raise WriteConflict(f"{row.res_type}/{row.res_id} is written by an earlier request of this batch")
+        self._keys.add((row.res_type, row.res_id))
         self.rows.append((row, index_rows))
         return row
 
@@ -68,6 +74,8 @@ class WriteBatch(Session):
 
     def end_request(self, failed: bool) -> None:
         if failed:
+            for row, _ in self.rows[self._request_start:]:
+                self._keys.discard((row.res_type, row.res_id))
             del self.rows[self._request_start:]
 
     def _unsupported(self, *args, **kwargs):
@@ -96,8 +104,8 @@ def write_batch(connect, memory: NewestSeqMemory) -> Iterator[WriteBatch]:
     try:
         stored = conn.execute(_statement(tuple(sorted(per_table)), tuple(map(len, guards)), updates),
                               [*guard_params, *versions, index_document(per_table)]).fetchone()[0]
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as exc:
-        raise WriteConflict(f"a version written here was written by another transaction: {exc}") from exc
+    except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+        raise WriteConflict(f"a resource written here was being written by another transaction: {exc}") from exc
     except psycopg.Error as exc:
         raise StorageError(f"the writes were not stored: {exc}") from exc
     if stored == 0:
@@ -120,17 +128,21 @@ def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = (), updates: b
                           for n in guards) or "true"
     ctes = [f"ok AS (SELECT {checks} AS ok)",
             "c AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[]) "
-            "WITH ORDINALITY AS c(res_type, res_id, version, last_updated, method, content, i))"]
+            "AS c(res_type, res_id, version, last_updated, method, content))"]
     ready = "(SELECT ok FROM ok)"
     if updates:
-        # The current rows are locked first, in key order, as a transaction that updates locks
-        # them (SELECT ... FOR UPDATE) before it writes: taken in another order, the two would
-        # each wait for the other.
+        # The current rows are locked first, as a transaction that updates locks them (SELECT
+        # ... FOR UPDATE) before it writes: taken in another order, the two would each wait for
+        # the other. NOWAIT: should one be locked already, the batch must not wait for it, and
+        # everything queued behind the batch with it; the batch fails at once (LockNotAvailable,
+        # a WriteConflict), its writes are sent again each alone, and that update then takes
+        # the locking way, in a worker thread, where waiting holds up nobody else.
         ctes.append("locked AS (SELECT 1 FROM resource AS r JOIN c ON r.res_type = c.res_type AND r.res_id = c.res_id "
-                    "ORDER BY r.res_type, r.res_id FOR UPDATE OF r)")
+                    "ORDER BY r.res_type, r.res_id FOR UPDATE OF r NOWAIT)")
         ready += " AND (SELECT count(*) FROM locked) >= 0"  # (the locks are taken before any insert)
     ctes += ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
-             f"SELECT res_type, res_id, version, last_updated, method, false, content FROM c WHERE {ready} ORDER BY i "
+             f"SELECT res_type, res_id, version, last_updated, method, false, content FROM c WHERE {ready} "
+             "ORDER BY res_type, res_id "  # (key order here too: two batches meet in the same order)
              "RETURNING res_type, res_id, version, last_updated, content, seq)",
              "doc AS (SELECT %s::jsonb AS d)"]
     if updates:
