@@ -57,17 +57,17 @@ def _init_worker() -> None:
 
 def _extract(task: tuple[int, int, int, bool]) -> tuple[list[tuple], dict[str, list[tuple]]]:
     """Resources of patients [lo, hi) (and the shared practices if asked), as version rows and
-    index rows (res_type, res_id, n, ...), exactly as Session.replace_index would write them."""
+    index rows (res_type, res_id, n, ...), exactly as storage writes them (index_rows_by_table)."""
     lo, hi, seed, with_practices = task
     resources = list(practices(patients_total)) if with_practices else []
     for i in range(lo, hi):
         resources.extend(patient_bundle(i, seed))
-    versions, index = [], {t.name: [] for t in INDEX_TABLES}
+    versions = []
     for res in resources:
         res["meta"] = {"versionId": "1", "lastUpdated": STAMP}
         versions.append((res["resourceType"], res["id"], 1, STAMP, "PUT", False, jsonutil.dumps(res)))
-        for table, rows in index_rows_by_table([(res["resourceType"], res["id"], index_resource(_DEFS, res))]).items():
-            index[table].extend(rows)
+    index = {t.name: [] for t in INDEX_TABLES}
+    index.update(index_rows_by_table((r["resourceType"], r["id"], index_resource(_DEFS, r)) for r in resources))
     return versions, index
 
 

@@ -135,7 +135,7 @@ def _strings(value: Any):
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> str:
-    return dumps_bytes(obj, pretty=pretty).decode("utf-8")
+    return _general(obj, pretty) if pretty else dumps_bytes(obj).decode("utf-8")
 
 
 def dumps_bytes(obj: Any, *, pretty: bool = False) -> bytes:
@@ -144,8 +144,11 @@ def dumps_bytes(obj: Any, *, pretty: bool = False) -> bytes:
             return orjson.dumps(obj, default=_decimal_verbatim)
         except TypeError:  # (orjson.JSONEncodeError is one)
             pass
+    return _general(obj, pretty).encode("utf-8")
+
+
+def _general(obj: Any, pretty: bool) -> str:
+    """What orjson cannot write (e.g. integers past 64 bits), and the indented form."""
     if pretty:
-        text = simplejson.dumps(obj, use_decimal=True, indent=2, ensure_ascii=False)
-    else:
-        text = simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
+        return simplejson.dumps(obj, use_decimal=True, indent=2, ensure_ascii=False)
+    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)

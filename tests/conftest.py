@@ -165,6 +165,14 @@ def uid() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def patient_profile(url: str, *required: str) -> dict:
+    """A Patient profile that makes each named element required."""
+    return {"resourceType": "StructureDefinition", "url": url, "name": "TestProfile", "status": "active",
+            "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+            "differential": {"element": [{"id": f"Patient.{e}", "path": f"Patient.{e}", "min": 1} for e in required]}}
+
+
 def nhs_number(seed: str, n: int = 0) -> str:
     """A valid (Modulus 11) NHS number derived from ``seed``: unique test data that passes the UK rule."""
     base = (int(seed, 16) % 10**7) * 100 + n % 100  # the last two digits keep n's numbers apart

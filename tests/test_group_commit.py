@@ -55,6 +55,31 @@ def _write_concurrently(repo, n: int, work_for) -> dict[int, object]:
     return outcome
 
 
+def _in_one_batch(repo, works) -> dict[int, object]:
+    """run_write(works[i]) from threads queued in this order behind a blocked batch, so that
+    they share the next one: {i: result or the exception raised}."""
+    gate = threading.Event()
+    blocker = threading.Thread(target=repo.run_write, args=(lambda s: gate.wait(),))
+    blocker.start()
+    time.sleep(0.1)
+    outcome: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        try:
+            outcome[i] = repo.run_write(works[i])
+        except Exception as exc:
+            outcome[i] = exc
+    threads = []
+    for i in range(len(works)):
+        threads.append(threading.Thread(target=client, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.05)
+    gate.set()
+    for t in threads + [blocker]:
+        t.join()
+    return outcome
+
+
 @pytest.mark.parametrize("own_statement", [False, True], ids=["writes only", "writes, a statement, writes"])
 def test_each_request_succeeds_or_fails_alone(repo, own_statement):
     # Every third request fails. With own_statement, each request writes, runs a statement of
@@ -165,13 +190,6 @@ def test_index_rows_held_back_reach_the_index(repo):
         assert s.query("SELECT res_id, code FROM idx_token ORDER BY n") == [("b1", "a-1"), ("b1", "a-2")]
 
 
-def test_a_duplicate_version_is_a_write_conflict_and_changes_nothing(repo):
-    repo.run_write(lambda s: s.write(_row(1), None))
-    with pytest.raises(WriteConflict):
-        repo.run_write(lambda s: s.write(replace(_row(1), content='{"resourceType":"Basic","x":1}'), None))
-    assert repo.current("Basic", "b1").content == _row(1).content
-
-
 def test_a_lost_race_in_a_batch_of_creates_fails_only_that_create(repo):
     # A batch of plain creates goes to SQLite as one statement; if one of them collides with a
     # version already stored, the statement fails as a whole, and each create is retried alone.
@@ -190,27 +208,8 @@ def test_a_failure_sending_earlier_requests_writes_is_not_charged_to_a_later_req
     # the batch's, not J3's: every request must get its own true outcome, and nothing may be
     # reported stored that is not.
     bad = replace(_row(1), content='{"resourceType":"Basic","x":"\ud800"}')
-    works = [lambda s: s.write(bad, None) and "J1", lambda s: s.write(_row(2), None) and "J2",
-             lambda s: s.query("SELECT 1") and "J3"]
-    gate = threading.Event()
-    blocker = threading.Thread(target=repo.run_write, args=(lambda s: gate.wait(),))
-    blocker.start()
-    time.sleep(0.1)
-    outcome: dict[int, object] = {}
-
-    def client(i: int) -> None:
-        try:
-            outcome[i] = repo.run_write(works[i])
-        except Exception as exc:
-            outcome[i] = exc
-    threads = []
-    for i in range(3):  # queued in this order behind the blocker, so they share one batch
-        threads.append(threading.Thread(target=client, args=(i,)))
-        threads[-1].start()
-        time.sleep(0.05)
-    gate.set()
-    for t in threads + [blocker]:
-        t.join()
+    outcome = _in_one_batch(repo, [lambda s: s.write(bad, None) and "J1", lambda s: s.write(_row(2), None) and "J2",
+                                    lambda s: s.query("SELECT 1") and "J3"])
     assert isinstance(outcome[0], Exception), outcome
     assert outcome[1] == "J2" and outcome[2] == "J3", outcome
     assert repo.current("Basic", "b1") is None
@@ -269,17 +268,7 @@ def test_a_batch_that_stores_a_conformance_resource_is_not_redone_for_it(repo):
         runs["valueset"] += 1
         s.write(replace(_row(2), res_type="ValueSet"), None)
         return s.query("SELECT 1")
-    gate = threading.Event()
-    blocker = threading.Thread(target=repo.run_write, args=(lambda s: gate.wait(),))
-    blocker.start()
-    time.sleep(0.1)
-    threads = []
-    for work in (create, store_valueset):  # queued in this order behind the blocker: one batch
-        threads.append(threading.Thread(target=repo.run_write, args=(work,)))
-        threads[-1].start()
-        time.sleep(0.05)
-    gate.set()
-    for t in threads + [blocker]:
-        t.join()
+    outcome = _in_one_batch(repo, [create, store_valueset])
+    assert not any(isinstance(o, Exception) for o in outcome.values()), outcome
     assert runs == {"create": 1, "valueset": 1}
     assert repo.current("Basic", "b1") is not None and repo.current("ValueSet", "b2") is not None

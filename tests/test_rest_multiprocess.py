@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import FHIRClient, Server, drop_database, new_database_url
+from conftest import FHIRClient, Server, drop_database, new_database_url, patient_profile
 from test_rest_crud import patient
 
 
@@ -40,18 +40,10 @@ def test_writes_seen_by_every_process(two_servers, uid):
     assert b.get(f"Patient/{pid}/_history").json()["total"] == 2
 
 
-def _patient_profile(url: str, *required: str) -> dict:
-    """A Patient profile that makes each named element required."""
-    return {"resourceType": "StructureDefinition", "url": url, "name": "TestProfile", "status": "active",
-            "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
-            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
-            "differential": {"element": [{"id": f"Patient.{e}", "path": f"Patient.{e}", "min": 1} for e in required]}}
-
-
 def test_profile_stored_through_one_process_is_enforced_by_the_other(two_servers, uid):
     a, b = two_servers
     url = f"http://example.org/fhir/StructureDefinition/needs-birthdate-{uid}"
-    assert a.post("StructureDefinition", json=_patient_profile(url, "birthDate")).status_code == 201
+    assert a.post("StructureDefinition", json=patient_profile(url, "birthDate")).status_code == 201
     claims = dict(patient(uid), meta={"profile": [url]})
     claims.pop("birthDate")
     # b has never seen the profile: it must pick it up from the database, not call it unknown.
@@ -64,12 +56,12 @@ def _tighten_a_profile_b_knows(a, b, uid: str) -> tuple[dict, str]:
     """b stores a Patient under a profile's first version (so b holds that version); then a
     makes birthDate required too. The Patient (without birthDate) and its id."""
     url = f"http://example.org/fhir/StructureDefinition/tightened-{uid}"
-    sd_id = a.post("StructureDefinition", json=_patient_profile(url, "gender")).json()["id"]
+    sd_id = a.post("StructureDefinition", json=patient_profile(url, "gender")).json()["id"]
     claims = dict(patient(uid), meta={"profile": [url]})
     claims.pop("birthDate")
     r = b.post("Patient", json=claims)
     assert r.status_code == 201, r.text
-    tightened = dict(_patient_profile(url, "gender", "birthDate"), id=sd_id)
+    tightened = dict(patient_profile(url, "gender", "birthDate"), id=sd_id)
     assert a.put(f"StructureDefinition/{sd_id}", json=tightened).status_code == 200
     return claims, r.json()["id"]
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import drop_database, new_database_url
+from conftest import drop_database, new_database_url, patient_profile
 from fhir_service.api.app import build_service
 from fhir_service.config import Settings
 from fhir_service.outcome import FHIRError
@@ -23,6 +23,11 @@ def service(backend, tmp_path):
     yield svc
     svc.repo.close()
     drop_database(url)
+
+
+def _run(coro):
+    """asyncio.run, with a time limit: a read or write never answered fails the test, not CI."""
+    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def _reply_lost_once(real):
@@ -62,11 +67,11 @@ def _reply_lost_once_async(real):
     return write
 
 
-def test_the_same_on_the_event_loop(service, monkeypatch):
+def test_a_create_on_the_event_loop_whose_reply_was_lost_is_reported_stored(service, monkeypatch):
     if "create" not in service.repo.loop_writes:
         pytest.skip("this backend takes no creates from the event loop")
     monkeypatch.setattr(service.repo, "run_write_async", _reply_lost_once_async(service.repo.run_write_async))
-    result = asyncio.run(service.create_async("Patient", {"resourceType": "Patient", "name": [{"family": "Looped"}]}))
+    result = _run(service.create_async("Patient", {"resourceType": "Patient", "name": [{"family": "Looped"}]}))
     assert result.status == 201
     assert _stored(service, "Looped") == [result.row.res_id]
 
@@ -80,7 +85,7 @@ def _read_all(service, keys):
     status of the error raised."""
     async def main():
         return await asyncio.gather(*(service.read_async(t, i) for t, i in keys), return_exceptions=True)
-    return [r.status if isinstance(r, FHIRError) else r for r in asyncio.run(main())]
+    return [r.status if isinstance(r, FHIRError) else r for r in _run(main())]
 
 
 def test_reads_awaited_together_each_get_their_own_answer(service):
@@ -105,7 +110,7 @@ def test_a_read_sees_the_write_acknowledged_before_it(service):
             created = await service.create_async("Patient", _patient(f"Fresh{i}"))
             seen.append((await service.read_async("Patient", created.row.res_id)).content == created.row.content)
         return seen
-    assert asyncio.run(main()) == [True] * 20
+    assert _run(main()) == [True] * 20
 
 
 def test_a_read_after_its_connection_broke_is_answered(service, backend):
@@ -129,7 +134,7 @@ def test_stored_text_comes_back_exactly(service):
     async def main():
         created = await service.create_async("Patient", body)
         return created, await service.read_async("Patient", created.row.res_id)
-    created, read = asyncio.run(main())
+    created, read = _run(main())
     assert read.content == created.row.content
     assert json.loads(read.content)["name"][0]["given"] == body["name"][0]["given"]
     assert json.loads(read.content)["text"] == body["text"]
@@ -142,7 +147,7 @@ def test_creates_batched_after_a_conformance_change_are_each_stored_once(service
     # creates is refused at once and each must be done again, and stored, exactly once.
     if "create" not in service.repo.loop_writes:
         pytest.skip("this backend takes no creates from the event loop")
-    asyncio.run(service.create_async("Patient", _patient("Before")))  # (the writer has looked)
+    _run(service.create_async("Patient", _patient("Before")))  # (the writer has looked)
     other = build_service(Settings(database=service.settings.database))
     try:
         other.create("ValueSet", {"resourceType": "ValueSet", "status": "active",
@@ -152,7 +157,7 @@ def test_creates_batched_after_a_conformance_change_are_each_stored_once(service
 
     async def main():
         return await asyncio.gather(*(service.create_async("Patient", _patient(f"After{i}")) for i in range(8)))
-    results = asyncio.run(main())
+    results = _run(main())
     assert [r.status for r in results] == [201] * 8
     for i, result in enumerate(results):
         assert _stored(service, f"After{i}") == [result.row.res_id]
@@ -232,10 +237,6 @@ def test_a_transaction_the_database_ends_to_break_a_deadlock_is_a_lost_race(serv
     assert sorted(map(type, outcomes), key=str) == sorted([str, WriteConflict], key=str), outcomes
 
 
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
-
-
 def test_an_update_whose_reply_was_lost_is_reported_stored(service, monkeypatch):
     # Where an update's write may be sent again after it was stored (PostgreSQL's batches: the
     # commit went through, the reply was lost, the writer ran it again), it meets its own
@@ -305,34 +306,31 @@ def test_a_profile_update_refused_by_if_match_is_not_used_to_validate(service, m
     url = f"http://example.org/fhir/StructureDefinition/raced-{uuid.uuid4().hex[:8]}"
 
     def profile(required: str) -> dict:
-        return {"resourceType": "StructureDefinition", "id": "raced", "url": url, "name": "Raced", "status": "active",
-                "fhirVersion": "4.0.1", "kind": "resource", "abstract": False, "type": "Patient",
-                "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
-                "differential": {"element": [{"id": f"Patient.{required}", "path": f"Patient.{required}", "min": 1}]}}
+        return dict(patient_profile(url, required), id="raced")
     assert service.update("StructureDefinition", "raced", profile("gender")).status == 201
     armed = {"on": True}
 
-    def another_writer_first(real):
-        def wrapped(*args, **kwargs):
-            if armed.pop("on", False):
-                service.update("StructureDefinition", "raced", profile("birthDate"))
-                service.sync_conformance()
-            return real(*args, **kwargs)
-        return wrapped
-    monkeypatch.setattr(service.repo, "run_write", another_writer_first(service.repo.run_write))
-    real_read = service.repo.current_async
+    def race() -> None:  # (once: at the first of the repository calls below this request makes)
+        if armed.pop("on", False):
+            service.update("StructureDefinition", "raced", profile("birthDate"))
+            service.sync_conformance()
+    real_write, real_read, real_write_async = service.repo.run_write, service.repo.current_async, service.repo.run_write_async
+
+    def race_then_write(work):
+        race()
+        return real_write(work)
 
     async def read_then_race(*args):
         row = await real_read(*args)
-        another_writer_first(lambda: None)()
+        race()
         return row
-    monkeypatch.setattr(service.repo, "current_async", read_then_race)
-    real_write_async = service.repo.run_write_async
 
-    async def race_then_write(work):
-        another_writer_first(lambda: None)()
+    async def race_then_write_async(work):
+        race()
         return await real_write_async(work)
-    monkeypatch.setattr(service.repo, "run_write_async", race_then_write)
+    monkeypatch.setattr(service.repo, "run_write", race_then_write)
+    monkeypatch.setattr(service.repo, "current_async", read_then_race)
+    monkeypatch.setattr(service.repo, "run_write_async", race_then_write_async)
     with pytest.raises(FHIRError) as refused:
         _run(service.update_async("StructureDefinition", "raced", profile("telecom"), if_match='W/"1"'))
     assert refused.value.status == 412

@@ -51,7 +51,9 @@ class Call:
             self.base_url = f"{scope.get('scheme', 'http')}://{host}{settings.base_path}"
         prefer = self.headers.get("prefer")
         self.prefer = Prefer.parse(prefer) if prefer else Prefer()
-        self.pretty = bool(self.params) and dict(self.params).get("_pretty") == "true"
+        named = dict(self.params) if self.params else {}
+        self.pretty = named.get("_pretty") == "true"
+        self.format_param = named.get("_format")
 
     @property
     def query_string(self) -> str:
@@ -152,7 +154,7 @@ def dispatch(call: Call, parts: list[str]) -> Response:
     service = call.service
     m = call.method
     n = len(parts)
-    check_accept(call.headers.get("accept"), dict(call.params).get("_format"))
+    check_accept(call.headers.get("accept"), call.format_param)
 
     # -- system level ---------------------------------------------------------------
     if n == 0:
@@ -269,8 +271,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _is_vread(parts: list[str]) -> bool:
-    return len(parts) == 4 and parts[2] == "_history" and not parts[0].startswith(("$", "_"))
+def _names_a_resource(parts: list[str]) -> bool:
+    """[type]/[id]/...: neither an operation ($...) nor a special path (_history, _search)."""
+    return len(parts) >= 2 and not parts[0].startswith(("$", "_")) and not parts[1].startswith(("$", "_"))
 
 
 # Creates and updates smaller than this run their CPU work on the event loop (_write_on_loop).
@@ -286,17 +289,16 @@ def _writes_on_loop(call: Call, parts: list[str]) -> bool:
         return "create" in kinds and len(parts) == 1 and not parts[0].startswith(("$", "_")) \
             and parts[0] != "metadata" and "if-none-exist" not in call.headers
     if call.method == "PUT":  # update by id
-        return "update" in kinds and len(parts) == 2 and not parts[1].startswith(("$", "_")) \
-            and not parts[0].startswith(("$", "_"))
+        return "update" in kinds and len(parts) == 2 and _names_a_resource(parts)
     return False
 
 
 async def _write_on_loop(call: Call, parts: list[str]) -> Response:
-    """A create or update where the backend's writes can be awaited (SQLite's group commit): its
-    CPU work (parse, validate, index) runs right here on the event loop, and only the commit is
-    waited for. A hop to a worker thread and back would cost about as much CPU again, all of
+    """A create or update where the backend's writes can be awaited (its group commit or write
+    batches): its CPU work (parse, validate, index) runs right here on the event loop, and only
+    the write is waited for. A hop to a worker thread and back would cost about as much CPU again, all of
     it under the GIL, and the request threads would contend for the GIL with the writer."""
-    check_accept(call.headers.get("accept"), dict(call.params).get("_format"))
+    check_accept(call.headers.get("accept"), call.format_param)
     rtype = call.service.check_type(parts[0])
     body_kind(call.headers.get("content-type"))
     if call.method == "POST":
@@ -319,14 +321,14 @@ def fhir_app(base: str):
             body = await _read_body(request, request.app.state.settings.max_body_bytes)
             call = Call(request, body)
             parts = [p for p in path.split("/") if p]
-            if call.method in ("GET", "HEAD") and len(parts) == 2 and not parts[1].startswith(("$", "_")):
-                # A read by id: awaited right here, no hop to the thread pool (how the backend
-                # reads without holding up the event loop: Repository.current_async).
-                check_accept(call.headers.get("accept"), dict(call.params).get("_format"))
-                return _read(call, await call.service.read_async(parts[0], parts[1]))
-            if call.method in ("GET", "HEAD") and _is_vread(parts) and call.service.repo.embedded:
-                # A version by id from an embedded database: cheaper than a hop to the thread pool.
-                return dispatch(call, parts)
+            if call.method in ("GET", "HEAD") and _names_a_resource(parts) and \
+                    (len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")):
+                # A read or vread: awaited right here, no hop to the thread pool (how the backend
+                # reads without holding up the event loop: Repository.current_async/version_async).
+                check_accept(call.headers.get("accept"), call.format_param)
+                if len(parts) == 2:
+                    return _read(call, await call.service.read_async(parts[0], parts[1]))
+                return _read(call, await call.service.vread_async(parts[0], parts[1], parts[3]))
             if _writes_on_loop(call, parts):
                 return await _write_on_loop(call, parts)
             # (in a copy of this context, as Starlette does, so that no context variable set while
@@ -338,19 +340,12 @@ def fhir_app(base: str):
         except Exception as exc:  # answered here, so the connection always gets an OperationOutcome
             return unexpected_error_response(request, exc)
 
-    class FHIRApp:
-        """A plain ASGI app (a class, so Starlette passes it scope/receive/send)."""
+    async def app(scope, receive, send) -> None:
+        # (api.app.FrontDoor hands it only HTTP requests at or below ``base``)
+        if scope["method"] not in METHODS:
+            response = outcome_response(405, [Issue("error", "not-supported", f"{scope['method']} is not supported")])
+        else:
+            response = await handle(Request(scope, receive), scope["path"][len(base):])
+        await response(scope, receive, send)
 
-        async def __call__(self, scope, receive, send) -> None:
-            if scope["type"] != "http":
-                return
-            path = scope["path"]
-            if path.startswith(base):
-                path = path[len(base):]
-            if scope["method"] not in METHODS:
-                response = outcome_response(405, [Issue("error", "not-supported", f"{scope['method']} is not supported")])
-            else:
-                response = await handle(Request(scope, receive), path)
-            await response(scope, receive, send)
-
-    return FHIRApp()
+    return app

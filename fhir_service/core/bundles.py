@@ -58,6 +58,7 @@ class Entry:
         self.res_type = self.path[0] if self.path else None
         self.res_id = self.path[1] if len(self.path) > 1 else None
         self.target_id: str | None = None  # the id this entry writes, once known
+        self.existing = False  # a conditional create found a match (nothing is written)
         if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
             raise error(400, "required", f"A {self.method} entry needs a resource", f"{self.where}.resource")
 
@@ -108,12 +109,10 @@ def _transaction(service: "FHIRService", raw_entries: list, base_url: str) -> di
         # Everything the work decides is decided again on each run: a write transaction that
         # lost a race (or a batch of them that had to be redone) runs its work again, from the
         # entries as the client sent them, with new ids for the entries that create.
-        for e in entries:
-            e.resource, e.target_id, e.existing = e.client_resource, None, False
         mapping = _resolve_identities(service, s, entries)
         for e in entries:
-            if isinstance(e.resource, dict):
-                e.resource = _rewrite(service, s, e, e.resource, mapping)
+            if isinstance(e.client_resource, dict):
+                e.resource = _rewrite(service, s, e, e.client_resource, mapping)
         responses: dict[int, dict] = {}
         for e in sorted(entries, key=lambda x: (ORDER[x.method], x.index)):
             try:
@@ -144,6 +143,7 @@ def _resolve_identities(service: "FHIRService", s: Session, entries: list[Entry]
     """fullUrl -> "Type/id" for every entry that creates or updates a resource."""
     mapping: dict[str, str] = {}
     for e in entries:
+        e.target_id, e.existing = None, False
         if e.method == "POST" and e.res_type:
             hit = None
             if e.if_none_exist:
@@ -153,7 +153,7 @@ def _resolve_identities(service: "FHIRService", s: Session, entries: list[Entry]
         elif e.method == "PUT" and e.res_type:
             if e.query:
                 hit = service._match_one_or_none(s, e.res_type, e.query, "Conditional update")
-                e.target_id = hit[1] if hit else (e.resource.get("id") or new_id())
+                e.target_id = hit[1] if hit else (e.client_resource.get("id") or new_id())
             elif e.res_id:
                 e.target_id = check_id(e.res_id, f"{e.where}.request.url")
         if e.full_url and e.target_id and e.res_type:
@@ -226,7 +226,7 @@ def _run_entry(service: "FHIRService", s: Session | None, e: Entry, base_url: st
     service.check_type(e.res_type)
     if m == "POST":
         if in_transaction:
-            if getattr(e, "existing", False):
+            if e.existing:
                 return _response(Result(200, s.current(e.res_type, e.target_id)), base_url)
             result = service.create(e.res_type, e.resource, session=s, res_id=e.target_id, prevalidated=True)
         else:

@@ -2,12 +2,12 @@
 
 No HTTP here: methods take parsed JSON and header values and return a :class:`Result` or raise
 :class:`FHIRError`. Every write runs in one database transaction that also writes the search
-index rows; a write that loses a race to another writer is retried from the start.
+index rows; a write that loses a race to another writer is retried from the start (or, for
+one taken from the event loop, made again the locking way in a worker thread).
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -26,6 +26,17 @@ MAX_WRITE_ATTEMPTS = 5
 CONFORMANCE_TYPES = {"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter", "Questionnaire",
                      "PlanDefinition", "ConceptMap", "NamingSystem"}
 _CONFORMANCE_SORTED = tuple(sorted(CONFORMANCE_TYPES))
+_CONFORMANCE_CHANGED_SQL = ("SELECT content FROM resource WHERE res_type IN (" + ", ".join("?" * len(_CONFORMANCE_SORTED))
+                            + ") AND seq > ? AND content IS NOT NULL ORDER BY seq")
+
+
+def _stored_result(prepared: tuple[str, dict, str], now: Row | None, created: bool, warnings: list) -> Result | None:
+    """The answer to a write that was refused as a conflict, if ``now`` (the resource's current
+    version) is that very write (``prepared``: its text, with its version and lastUpdated): its
+    commit went through, the reply was lost, and it was sent again. It succeeded."""
+    if now is not None and now.content == prepared[2]:
+        return Result(201 if created else 200, now, warnings)
+    return None
 
 
 _READ_IN_WORK = object()  # (an update's current version: read by its work, in its transaction)
@@ -70,7 +81,7 @@ class FHIRService:
                 return await self.repo.run_write_async(work)
             except WriteConflict:
                 # (in a worker thread: it may read the database)
-                result = await asyncio.get_running_loop().run_in_executor(None, self._after_lost_race, work, attempt)
+                result = await asyncio.to_thread(self._after_lost_race, work, attempt)
                 if result is not None:
                     return result
         raise AssertionError("unreachable")
@@ -105,15 +116,13 @@ class FHIRService:
         Several server processes share one database, so a conformance resource written through
         another process must reach this process's Definitions before we validate or index.
         """
-        types = list(_CONFORMANCE_SORTED)
-        marks = ", ".join("?" for _ in types)
+        types = _CONFORMANCE_SORTED
         newest = session.newest_seq(types) if session is not None else self.repo.newest_seq(types)
         if newest <= self._conformance_seq:
             return
-        changed_sql = (f"SELECT content FROM resource WHERE res_type IN ({marks}) AND seq > ? "
-                       "AND content IS NOT NULL ORDER BY seq")
         params = [*types, self._conformance_seq]
-        rows = session.query(changed_sql, params) if session else self.repo.query_once(changed_sql, params)
+        rows = session.query(_CONFORMANCE_CHANGED_SQL, params) if session else \
+            self.repo.query_once(_CONFORMANCE_CHANGED_SQL, params)
         for (content,) in rows:
             self.definitions.add(jsonutil.loads(content))
         self._conformance_seq = newest
@@ -189,17 +198,12 @@ class FHIRService:
         Nothing on the event loop waits for the database: the resource is validated against the
         definitions as this process last saw them, and the write itself first checks (once per
         batch of writes) that no conformance resource has been stored since; if one has, the
-        definitions are brought up to date (in a worker thread) and the create is done again."""
-        loop = asyncio.get_running_loop()
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            work = self._create_work(res_type, body, None, None, False, conformance_seen=self._conformance_seq)
-            try:
-                return await self._in_write_transaction_async(work)
-            except _ConformanceChanged:
-                await loop.run_in_executor(None, self.sync_conformance)
-        # (Conformance resources keep arriving: validate after a sync, as create does.)
-        work = await loop.run_in_executor(None, self._create_work, res_type, body, None, None, False)
-        return await self._in_write_transaction_async(work)
+        create is made the ordinary way (sync, validate, write) in a worker thread."""
+        work = self._create_work(res_type, body, None, None, False, conformance_seen=self._conformance_seq)
+        try:
+            return await self._in_write_transaction_async(work)
+        except _ConformanceChanged:
+            return await asyncio.to_thread(self.create, res_type, body)
 
     def _create_work(self, res_type: str, body: Any, if_none_exist: str | None, res_id: str | None,
                      prevalidated: bool, conformance_seen: int | None = None) -> Callable[[Session], Result]:
@@ -224,16 +228,11 @@ class FHIRService:
             row = self._store(s, res_type, new_res_id, resource, 1, "POST", index_rows, prepared)
             return Result(201, row, warnings)
 
-        def already_stored() -> Result | None:
-            # A conflict on an id this server just made up means an earlier attempt of this very
-            # create was stored (e.g. its commit went through but the reply was lost, and the
-            # write ran again): it succeeded, and must not be reported as failed or made twice.
-            row = self.repo.current(res_type, new_res_id)
-            if row is not None and row.version == 1 and row.content == prepared[2]:
-                return Result(201, row, warnings)
-            return None
         if res_id is None:
-            work.already_stored = already_stored  # type: ignore[attr-defined]
+            # A conflict on an id this server just made up means an earlier attempt of this very
+            # create was stored: it succeeded, and must not be reported as failed or made twice.
+            work.already_stored = lambda: _stored_result(  # type: ignore[attr-defined]
+                prepared, self.repo.current(res_type, new_res_id), True, warnings)
         return work
 
     # -- read --------------------------------------------------------------------------------
@@ -258,11 +257,24 @@ class FHIRService:
         return row
 
     def vread(self, res_type: str, res_id: str, version: str) -> Row:
+        number = self._version_number(res_type, res_id, version)
+        return self._readable_version(res_type, res_id, version, self.repo.version(res_type, res_id, number))
+
+    async def vread_async(self, res_type: str, res_id: str, version: str) -> Row:
+        """vread, awaited on the event loop (the backend decides how: Repository.version_async)."""
+        number = self._version_number(res_type, res_id, version)
+        row = await self.repo.version_async(res_type, res_id, number)
+        return self._readable_version(res_type, res_id, version, row)
+
+    def _version_number(self, res_type: str, res_id: str, version: str) -> int:
         self.check_type(res_type)
         check_id(res_id)
         if not version.isdigit():
             raise error(404, "not-found", f"{res_type}/{res_id} has no version {version!r}")
-        row = self.repo.version(res_type, res_id, int(version))
+        return int(version)
+
+    @staticmethod
+    def _readable_version(res_type: str, res_id: str, version: str, row: Row | None) -> Row:
         if row is None:
             raise error(404, "not-found", f"{res_type}/{res_id} has no version {version}")
         if row.deleted:
@@ -275,7 +287,9 @@ class FHIRService:
         return self.in_write_transaction(self._update_work(res_type, res_id, body, if_match, prevalidated), session)
 
     async def update_async(self, res_type: str, res_id: str, body: Any, *, if_match: str | None = None) -> Result:
-        """update, on the event loop where the backend can await writes (repo.loop_writes)."""
+        """update, on the event loop where the backend can await writes (repo.loop_writes).
+        Where the write reads in its own transaction (SQLite: in process, in microseconds), the
+        update is validated after a sync, as ever; else see _update_read_first."""
         if not self.repo.loop_writes_read_first:
             return await self._in_write_transaction_async(self._update_work(res_type, res_id, body, if_match, False))
         if res_type in CONFORMANCE_TYPES:
@@ -309,8 +323,7 @@ class FHIRService:
         return await self._update_in_thread(res_type, res_id, body, if_match)
 
     async def _update_in_thread(self, res_type: str, res_id: str, body: Any, if_match: str | None) -> Result:
-        return await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.update, res_type, res_id, body, if_match=if_match))
+        return await asyncio.to_thread(self.update, res_type, res_id, body, if_match=if_match)
 
     def _update_work(self, res_type: str, res_id: str, body: Any, if_match: str | None, prevalidated: bool,
                      conformance_seen: int | None = None, current: Row | None | object = _READ_IN_WORK,
@@ -339,15 +352,10 @@ class FHIRService:
             return self._update_locked(s, res_type, res_id, resource, expected, warnings, "PUT", index_rows, current,
                                        prepared)
 
-        def result_if_stored(now: Row | None) -> Result | None:
-            """The answer, if ``now`` (the current version, read after the write was refused)
-            is this very write: its version, with its lastUpdated, was stored after all."""
-            if prepared is not None and now is not None and now.version == version and now.content == prepared[2]:
-                created = current is None or current.deleted  # type: ignore[union-attr]
-                return Result(201 if created else 200, now, warnings)
-            return None
         if prepared is not None:
-            work.result_if_stored = result_if_stored  # type: ignore[attr-defined]
+            # ``now``: the current version, read after the write was refused.
+            created = current is None or current.deleted  # type: ignore[union-attr]
+            work.result_if_stored = lambda now: _stored_result(prepared, now, created, warnings)  # type: ignore
         return work
 
     def _update_locked(self, s: Session, res_type: str, res_id: str, resource: dict, expected: int | None,

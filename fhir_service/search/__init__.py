@@ -112,15 +112,14 @@ def search(session, definitions, *, resource_type: str | None, params: list[tupl
             ignored.append(Issue("warning", "too-costly",
                                  f"only the first {held} of {total} matches can be paged; narrow the search"))
         links += paging.page_links(base_url, sid, 0, plan.count, held)
-    return _bundle(session, definitions, plan, base_url, matches, links, total, ignored)
+    return _bundle(session, definitions, plan, base_url, matches, links, total, ignored, max_count)
 
 
 def _count(session, where: str, args: list) -> int:
     return int(session.query(f"SELECT COUNT(*) FROM resource r WHERE {where}", args, plan_per_call=True)[0][0])
 
 
-def _bundle(session, definitions, plan: Plan, base_url: str, matches, links, total, ignored) -> dict:
-    _, max_count = page_limits()
+def _bundle(session, definitions, plan: Plan, base_url: str, matches, links, total, ignored, max_count: int) -> dict:
     included, truncated = includes.resolve(session, definitions, plan.includes,
                                            [(t, i) for t, i, _ in matches], limit=max_count)
     if truncated:
@@ -153,7 +152,7 @@ def page(session, definitions, params: list[tuple[str, str]], base_url: str) -> 
     matches = paging.read(session, sid, offset, count)
     links = [("self", f"{base_url}?_getpages={sid}&_offset={offset}&_count={count}")]
     links += paging.page_links(base_url, sid, offset, count, held)
-    return _bundle(session, definitions, plan, base_url, matches, links, held, [])
+    return _bundle(session, definitions, plan, base_url, matches, links, held, [], max_count)
 
 
 def capability_search_params(definitions, resource_type: str | None) -> list[dict]:

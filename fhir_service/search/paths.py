@@ -254,10 +254,8 @@ def root_keys(expression: str, resource_type: str) -> frozenset[str] | None:
     false", true or false whatever is there) gives None."""
     keys: set[str] = set()
     for part in _type_parts(expression, resource_type):
-        if _EXISTS_NOT_FALSE.match(part):
-            return None
         try:
-            _steps(part)
+            _steps(part)  # (raises for the exists()-and-not-false form too)
         except Unsupported:
             return None
         if part.startswith("("):

@@ -104,21 +104,19 @@ class Session(ABC):
         return self.query(newest_seq_sql(len(res_types)), list(res_types))[0][0] or 0
 
     # A request's share of a transaction that holds several (see group_commit.py): if it fails,
-    # only its own writes are taken back.
+    # only its own writes are taken back. Only the sessions a GroupCommitter runs need these.
     def begin_request(self) -> None:
-        self.execute("SAVEPOINT request")
+        raise NotImplementedError
 
     def end_request(self, failed: bool) -> None:
-        if failed:
-            self.execute("ROLLBACK TO request")
-        self.execute("RELEASE request")
+        raise NotImplementedError
 
-    def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None, *, fresh: bool = False) -> None:
+    def replace_index(self, res_type: str, res_id: str, index_rows: IndexRows | None) -> None:
         """Delete the resource's index rows in every index table and insert the new ones.
 
         Rows are stored as (res_type, res_id, n, *row), ``n`` numbering the resource's rows in
         each table (part of SQLite's clustered primary key; see storage/schema.py)."""
-        for table in () if fresh else INDEX_TABLES:
+        for table in INDEX_TABLES:
             self.execute(f"DELETE FROM {table.name} WHERE res_type = ? AND res_id = ?", (res_type, res_id))
         for table_name, rows in index_rows_by_table([(res_type, res_id, index_rows)]).items():
             table = INDEX_TABLE[table_name]
@@ -128,6 +126,35 @@ class Session(ABC):
         """INSERT several rows into one table (backends may do it in fewer statements)."""
         marks = ", ".join("?" for _ in columns)
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+class HeldWrites:
+    """Writes held back by a session until they are sent: in write order, and by resource."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Row, IndexRows | None]] = []
+        self.by_key: dict[tuple[str, str], Row] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def holds(self, res_type: str, res_id: str) -> bool:
+        return (res_type, res_id) in self.by_key
+
+    def get(self, res_type: str, res_id: str) -> Row | None:
+        return self.by_key.get((res_type, res_id))
+
+    def add(self, row: Row, index_rows: IndexRows | None) -> Row:
+        """Hold ``row`` back. A resource already held back must be sent first."""
+        self.rows.append((row, index_rows))
+        self.by_key[(row.res_type, row.res_id)] = row
+        return row
+
+    def drop_from(self, start: int) -> None:
+        """Forget the writes held back since ``start`` (their request failed)."""
+        for row, _ in self.rows[start:]:
+            del self.by_key[(row.res_type, row.res_id)]
+        del self.rows[start:]
 
 
 def index_rows_by_table(resources: Iterable[tuple[str, str, IndexRows | None]]) -> dict[str, list[tuple]]:
@@ -142,12 +169,15 @@ def index_rows_by_table(resources: Iterable[tuple[str, str, IndexRows | None]]) 
     return per_table
 
 
+# Where each index table's REAL columns are in a stored row (after res_type, res_id, n).
+_REAL_POSITIONS = {t.name: [i + 3 for i, ty in enumerate(t.types) if ty == "REAL"] for t in INDEX_TABLES}
+
+
 def has_non_finite(per_table: dict[str, list[tuple]]) -> bool:
     """Whether any index row (as gathered by index_rows_by_table) holds an infinite or NaN float,
     which JSON cannot carry. Only REAL columns can: most tables have none, and are not read."""
     for name, rows in per_table.items():
-        # (+3: a stored row starts with res_type, res_id, n)
-        positions = [i + 3 for i, ty in enumerate(INDEX_TABLE[name].types) if ty == "REAL"]
+        positions = _REAL_POSITIONS[name]
         if positions and any(not math.isfinite(row[i]) for row in rows for i in positions
                              if type(row[i]) is float):
             return True
@@ -200,16 +230,23 @@ class Repository(ABC):
     embedded: bool = False
 
     async def current_async(self, res_type: str, res_id: str) -> Row | None:
-        """current, awaited on the event loop: right there if ``embedded``, else in a worker
-        thread (a backend may do better: PostgreSQL batches them, read_batch.py)."""
-        if self.embedded:
-            return self.current(res_type, res_id)
-        return await asyncio.get_running_loop().run_in_executor(None, self.current, res_type, res_id)
+        """current, awaited on the event loop (a backend may do better than _read_async:
+        PostgreSQL batches them, read_batch.py)."""
+        return await self._read_async(self.current, res_type, res_id)
 
     def version(self, res_type: str, res_id: str, version: int) -> Row | None:
         """One version of one resource, read on its own."""
         with self.transaction() as s:
             return s.version(res_type, res_id, version)
+
+    async def version_async(self, res_type: str, res_id: str, version: int) -> Row | None:
+        return await self._read_async(self.version, res_type, res_id, version)
+
+    async def _read_async(self, read: Callable[..., T], *args) -> T:
+        """A lone read awaited on the event loop: right there if ``embedded``, else in a worker thread."""
+        if self.embedded:
+            return read(*args)
+        return await asyncio.to_thread(read, *args)
 
     def newest_seq(self, res_types: Sequence[str]) -> int:
         """Session.newest_seq, read on its own."""

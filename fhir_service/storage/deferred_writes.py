@@ -22,7 +22,8 @@ from typing import Callable
 
 import orjson
 
-from .base import IndexRows, RedoAlone, Row, StorageError, WriteConflict, has_non_finite, index_rows_by_table
+from .base import (HeldWrites, IndexRows, RedoAlone, Row, StorageError, WriteConflict, has_non_finite,
+                   index_rows_by_table)
 from .schema import INDEX_TABLE, INDEX_TABLES
 
 MAX_PARAMS = 999  # SQLite's host-parameter limit before 3.32 (newer versions allow 32766)
@@ -38,31 +39,8 @@ _UPSERT_CURRENT = (" ON CONFLICT (res_type, res_id) DO UPDATE SET version = excl
                    "content = excluded.content, seq = excluded.seq")
 
 
-class DeferredWrites:
-    def __init__(self) -> None:
-        self.rows: list[tuple[Row, IndexRows | None]] = []
-        self.by_key: dict[tuple[str, str], Row] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def holds(self, res_type: str, res_id: str) -> bool:
-        return (res_type, res_id) in self.by_key
-
-    def get(self, res_type: str, res_id: str) -> Row | None:
-        return self.by_key.get((res_type, res_id))
-
-    def add(self, row: Row, index_rows: IndexRows | None) -> Row:
-        """Hold ``row`` back. A resource already held back must be sent first."""
-        self.rows.append((row, index_rows))
-        self.by_key[(row.res_type, row.res_id)] = row
-        return row
-
-    def drop_from(self, start: int) -> None:
-        """Forget the writes held back since ``start`` (their request failed)."""
-        for row, _ in self.rows[start:]:
-            del self.by_key[(row.res_type, row.res_id)]
-        del self.rows[start:]
+class DeferredWrites(HeldWrites):
+    """Held-back writes that SQLite sessions send a few statements at a time."""
 
     def send(self, execute: Callable[[str, list], object], end: int | None = None) -> None:
         """Write the held-back rows up to ``end`` (all by default) and forget them. If a
@@ -155,9 +133,8 @@ def _one_statement_ddl() -> list[str]:
         f"INSERT INTO resource_version ({', '.join(_VERSION_COLUMNS)}) "
         f"SELECT {columns(len(_VERSION_COLUMNS))} FROM json_each(NEW.document, '$.versions') ORDER BY key;",
         f"INSERT INTO resource ({', '.join(_CURRENT_COLUMNS)}) "
-        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-        "json_extract(value, '$[3]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), "
-        "(SELECT seq FROM resource_version AS v WHERE v.res_type = json_extract(value, '$[0]') "
+        "SELECT " + ", ".join(f"json_extract(value, '$[{_VERSION_COLUMNS.index(c)}]')" for c in _CURRENT_COLUMNS[:-1]) +
+        ", (SELECT seq FROM resource_version AS v WHERE v.res_type = json_extract(value, '$[0]') "
         "AND v.res_id = json_extract(value, '$[1]') AND v.version = json_extract(value, '$[2]')) "
         "FROM json_each(NEW.document, '$.versions');",
     ]

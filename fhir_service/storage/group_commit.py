@@ -10,6 +10,9 @@ Each piece of work is a request of its own within the transaction (Session.begin
 a failing request takes back only its own writes, and it sees the writes of the requests
 before it (conditional creates stay exclusive).
 Nobody is answered before the commit that holds their writes has succeeded.
+
+PostgreSQL uses it too, for the plain creates and updates taken from the event loop: there
+``begin`` gives a write batch (postgres_batch.py), whose one statement is its own transaction.
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ class _Job:
         self.on_done = on_done  # called on the writer thread when done, or else:
         # a held lock as a one-shot latch, released when the job is done. Cheaper than
         # threading.Event, whose set() runs Python code under a Condition.
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.done = None if on_done else threading.Lock()
+        if self.done:
+            self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -48,7 +52,7 @@ class _Job:
 
 class GroupCommitter:
     def __init__(self, begin: Callable[[], ContextManager[Session]], name: str = "group-commit"):
-        self._begin = begin  # opens a write transaction on the calling thread's connection
+        self._begin = begin  # opens a write transaction (or batch) on the writer thread
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -71,13 +75,8 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_settle_future, done, job)
             except RuntimeError:
                 pass  # the event loop has closed (shutting down): nobody is waiting any more
-        self.submit(work, settle)
+        self._queue.put(_Job(work, settle))
         return await done
-
-    def submit(self, work: Callable[[Session], Any], on_done: Callable[[_Job], None]) -> None:
-        """Queue ``work`` without waiting: ``on_done(job)`` is called on the writer thread once it
-        is committed (job.result) or has failed (job.error)."""
-        self._queue.put(_Job(work, on_done))
 
     def stop(self) -> None:
         self._queue.put(STOP)

@@ -19,7 +19,7 @@ from .base import IndexRows, Repository, Row, StorageError, WriteConflict, index
 from .group_commit import GroupCommitter
 from .newest_seq import NewestSeqMemory
 from .postgres_batch import write_batch
-from .postgres_sql import index_document, insert_index_rows, pg
+from .postgres_sql import INSERT_CURRENT, INSERT_VERSION, UPSERT_CURRENT, index_document, insert_index_rows, pg
 from .read_batch import ReadBatcher
 from .schema import ALL_TABLES, INDEX_TABLES, ddl
 from .sql_session import COLUMNS, SQLSession, current_row
@@ -111,7 +111,7 @@ class PostgresSession(SQLSession):
         change nothing and return no row (never an aborted transaction), and WriteConflict is
         raised. So the statement is safe on its own, outside any transaction.
         """
-        ctes = ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+        ctes = [f"v AS ({INSERT_VERSION}"
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (res_type, res_id, version) DO NOTHING RETURNING seq)"]
         params = [row.res_type, row.res_id, row.version, row.last_updated, row.method, row.deleted, row.content]
         if row.version != 1:  # a resource's first version has no old index rows
@@ -126,12 +126,7 @@ class PostgresSession(SQLSession):
         for name in per_table:
             ctes.append(f"i_{name} AS ({insert_index_rows(name, 'EXISTS (SELECT 1 FROM v)')})")
         rows = self.conn.execute(
-            "WITH " + ", ".join(ctes) +
-            " INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
-            "SELECT %s, %s, %s, %s, %s, %s, v.seq FROM v "
-            "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
-            "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
-            "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 "
+            "WITH " + ", ".join(ctes) + f" {INSERT_CURRENT}SELECT %s, %s, %s, %s, %s, %s, v.seq FROM v {UPSERT_CURRENT}"
             "RETURNING seq",
             params + [row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content]).fetchall()
         if not rows:
@@ -172,26 +167,25 @@ class PostgresRepository(Repository):
         return await self._write_committer().run_async(work)
 
     def _write_committer(self) -> GroupCommitter:
-        with self._lazy_lock:
-            if self._closed:
-                raise StorageError("the repository is closed")
-            if self._committer is None:
-                memory = NewestSeqMemory()
-                self._committer = GroupCommitter(lambda: write_batch(lambda: self._own_connection("writer"), memory),
-                                                 name="postgres-writer")
-            return self._committer
+        def start() -> GroupCommitter:
+            memory = NewestSeqMemory()
+            return GroupCommitter(lambda: write_batch(lambda: self._own_connection("writer"), memory),
+                                  name="postgres-writer")
+        return self._committer or self._started("_committer", start)
 
     # -- reads by id from the event loop, batched (see read_batch.py) ----------------------------
     async def current_async(self, res_type, res_id):
-        reader = self._reader
-        if reader is None:
-            with self._lazy_lock:
-                if self._closed:
-                    raise StorageError("the repository is closed")
-                if self._reader is None:
-                    self._reader = ReadBatcher(self._current_rows, name="postgres-reader")
-                reader = self._reader
+        reader = self._reader or self._started("_reader", lambda: ReadBatcher(self._current_rows, name="postgres-reader"))
         return await reader.current(res_type, res_id)
+
+    def _started(self, attribute: str, start):
+        """The writer's or the reader's thread, started on first use (never after close)."""
+        with self._lazy_lock:
+            if self._closed:
+                raise StorageError("the repository is closed")
+            if getattr(self, attribute) is None:
+                setattr(self, attribute, start())
+            return getattr(self, attribute)
 
     def _current_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         """The current rows of several resources, by one statement (on the reader thread)."""

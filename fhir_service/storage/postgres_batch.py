@@ -10,7 +10,7 @@ A batch reads nothing: an update has read the current version before (see core/s
 update_async), and its write of the next version is refused if that version exists by then.
 The statement is all-or-nothing: if any of its versions already exists it fails whole, and
 the group committer runs each write again on its own (then only the loser is refused, and
-the service tries it again from the read).
+the service makes it the locking way, in a worker thread).
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from typing import Iterator
 
 import psycopg
 
-from .base import (IndexRows, RedoAlone, Row, Session, StorageError, WriteConflict, index_rows_by_table,
+from .base import (HeldWrites, IndexRows, RedoAlone, Row, Session, StorageError, WriteConflict, index_rows_by_table,
                    newest_seq_sql)
 from .newest_seq import NewestSeqMemory
-from .postgres_sql import index_document, insert_index_rows, pg
+from .postgres_sql import INSERT_CURRENT, INSERT_VERSION, UPSERT_CURRENT, index_document, insert_index_rows, pg
 from .schema import INDEX_TABLES
 
 
@@ -31,19 +31,18 @@ class WriteBatch(Session):
     """The session a batch of plain creates and updates runs in: it takes writes of new
     versions, and nothing else (see core/service.py create_async and update_async).
 
-    newest_seq (the creates' check that no conformance resource was stored since their
+    newest_seq (the writes' check that no conformance resource was stored since their
     validation) costs no round trip of its own: it answers from the writer's memory, and the
     batch's statement stores nothing unless those answers still hold (see newest_seq.py)."""
 
     dialect = "postgresql"
 
     def __init__(self, connect, memory: NewestSeqMemory) -> None:
-        self.rows: list[tuple[Row, IndexRows | None]] = []
+        self.held = HeldWrites()
         self._request_start = 0
         self._connect = connect
         self._memory = memory
         self.assumed: dict[tuple, int] = {}  # every newest_seq answer this batch gave
-        self._keys: set[tuple[str, str]] = set()  # the resources written
 
     def newest_seq(self, res_types) -> int:
         key = tuple(res_types)
@@ -61,22 +60,18 @@ class WriteBatch(Session):
     def write(self, row: Row, index_rows: IndexRows | None) -> Row:
         if row.deleted:
             raise StorageError("a write batch takes no deletions")
-        if (row.res_type, row.res_id) in self._keys:
+        if self.held.holds(row.res_type, row.res_id):
             # Two writes of one resource read the same version: one of them must lose, and
             # only it (sent together, the statement would fail whole).
             raise WriteConflict(f"{row.res_type}/{row.res_id} is written by an earlier request of this batch")
-        self._keys.add((row.res_type, row.res_id))
-        self.rows.append((row, index_rows))
-        return row
+        return self.held.add(row, index_rows)
 
     def begin_request(self) -> None:
-        self._request_start = len(self.rows)
+        self._request_start = len(self.held)
 
     def end_request(self, failed: bool) -> None:
         if failed:
-            for row, _ in self.rows[self._request_start:]:
-                self._keys.discard((row.res_type, row.res_id))
-            del self.rows[self._request_start:]
+            self.held.drop_from(self._request_start)
 
     def _unsupported(self, *args, **kwargs):
         raise StorageError("a write batch cannot read or run statements")
@@ -91,15 +86,15 @@ def write_batch(connect, memory: NewestSeqMemory) -> Iterator[WriteBatch]:
     writer's, shared by its batches (newest_seq.py)."""
     batch = WriteBatch(connect, memory)
     yield batch
-    if not batch.rows:
+    written = batch.held.rows
+    if not written:
         return
-    per_table = index_rows_by_table((r.res_type, r.res_id, rows) for r, rows in batch.rows)
-    versions = [[r.res_type for r, _ in batch.rows], [r.res_id for r, _ in batch.rows],
-                [r.version for r, _ in batch.rows], [r.last_updated for r, _ in batch.rows],
-                [r.method for r, _ in batch.rows], [r.content for r, _ in batch.rows]]
+    per_table = index_rows_by_table((r.res_type, r.res_id, rows) for r, rows in written)
+    versions = [[r.res_type for r, _ in written], [r.res_id for r, _ in written], [r.version for r, _ in written],
+                [r.last_updated for r, _ in written], [r.method for r, _ in written], [r.content for r, _ in written]]
     guards = tuple(batch.assumed)
     guard_params = [p for key in guards for p in (*key, batch.assumed[key])]
-    updates = any(r.version > 1 for r, _ in batch.rows)
+    updates = any(r.version > 1 for r, _ in written)
     conn = connect()
     try:
         stored = conn.execute(_statement(tuple(sorted(per_table)), tuple(map(len, guards)), updates),
@@ -111,7 +106,7 @@ def write_batch(connect, memory: NewestSeqMemory) -> Iterator[WriteBatch]:
     if stored == 0:
         memory.clear()
         raise RedoAlone("a conformance resource was stored since the writes were checked")
-    memory.forget_types(r.res_type for r, _ in batch.rows)
+    memory.forget_types(r.res_type for r, _ in written)
 
 
 @lru_cache(maxsize=None)
@@ -140,7 +135,7 @@ def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = (), updates: b
         ctes.append("locked AS (SELECT 1 FROM resource AS r JOIN c ON r.res_type = c.res_type AND r.res_id = c.res_id "
                     "ORDER BY r.res_type, r.res_id FOR UPDATE OF r NOWAIT)")
         ready += " AND (SELECT count(*) FROM locked) >= 0"  # (the locks are taken before any insert)
-    ctes += ["v AS (INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+    ctes += [f"v AS ({INSERT_VERSION}"
              f"SELECT res_type, res_id, version, last_updated, method, false, content FROM c WHERE {ready} "
              "ORDER BY res_type, res_id "  # (key order here too: two batches meet in the same order)
              "RETURNING res_type, res_id, version, last_updated, content, seq)",
@@ -153,10 +148,7 @@ def _statement(tables: tuple[str, ...], guards: tuple[int, ...] = (), updates: b
     # A version stored means the current row was the one before it (they are always written
     # together), so every current row is written; were one not, the statement fails whole
     # (division by zero) rather than leave a version without its current row.
-    ctes.append("u AS (INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
-                "SELECT res_type, res_id, version, last_updated, false, content, seq FROM v "
-                "ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
-                "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
-                "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 RETURNING 1)")
+    ctes.append(f"u AS ({INSERT_CURRENT}SELECT res_type, res_id, version, last_updated, false, content, seq FROM v "
+                f"{UPSERT_CURRENT}RETURNING 1)")
     return ("WITH " + ", ".join(ctes) +
             " SELECT n / (n = (SELECT count(*) FROM v))::int FROM (SELECT count(*) AS n FROM u) AS stored")

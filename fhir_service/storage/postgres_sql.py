@@ -1,4 +1,4 @@
-"""SQL shared by the PostgreSQL session (postgres.py) and its create batches (postgres_batch.py)."""
+"""SQL shared by the PostgreSQL session (postgres.py) and its write batches (postgres_batch.py)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,13 @@ from functools import lru_cache
 from .. import jsonutil
 from .base import has_non_finite
 from .schema import INDEX_TABLE
+
+INSERT_VERSION = "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, content) "
+INSERT_CURRENT = "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content, seq) "
+# A new current row, or the next version of one: never over a version other than the one before.
+UPSERT_CURRENT = ("ON CONFLICT (res_type, res_id) DO UPDATE SET version = EXCLUDED.version, "
+                  "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, content = EXCLUDED.content, "
+                  "seq = EXCLUDED.seq WHERE resource.version = EXCLUDED.version - 1 ")
 
 # Neutral column type -> the PostgreSQL type a JSON value is cast to.
 _CASTS = {"TEXT": "text", "KEY": "text", "INT": "bigint", "INT4": "integer", "REAL": "float8", "BOOL": "boolean"}

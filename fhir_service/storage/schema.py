@@ -32,7 +32,7 @@ class Table:
 
 # Search-index tables (filled by fhir_service.search.indexer, one row per indexed value).
 # Owned by the search layer. Every row is (res_type, res_id, n, param, grp, ...): ``n`` numbers
-# the rows of one resource in one table (storage fills it, see Session.replace_index), ``grp``
+# the rows of one resource in one table (storage fills it: base.index_rows_by_table), ``grp``
 # ties together the components of one composite value (0 for ordinary values). KEY columns are
 # text compared byte-wise in both dialects (COLLATE "C" on PostgreSQL) so that prefix ranges and
 # sort order agree between backends. Dates are epoch milliseconds, [low, high] inclusive.

@@ -50,24 +50,24 @@ def contains(w, vs, system, code, d=None):
         d = _memo(w, ("vs-memo", id(vs)), vs)
     elif len(d) >= _MEMO_LIMIT:
         d.clear()
-    if isinstance(code, str) and len(code) > _MEMO_MAX_TEXT:
-        return vs.contains(system, code)
-    key = (system, code)
-    r = d.get(key, _MISS)
-    if r is _MISS:
-        r = d[key] = vs.contains(system, code)
-    return r
+    return _remembered(d, (system, code), lambda: vs.contains(system, code))
 
 
 def check_coding(w, system: str, code: str, display):
     """``Terminology.check_coding``, remembered per code system lookup."""
-    if len(code) + len(display if isinstance(display, str) else "") > _MEMO_MAX_TEXT:
-        return terminology(w).check_coding(system, code, display)
-    d = _memo(w, "coding-memo")
-    key = (system, code, display)
-    r = d.get(key)
-    if r is None:
-        r = d[key] = terminology(w).check_coding(system, code, display)
+    return _remembered(_memo(w, "coding-memo"), (system, code, display),
+                       lambda: terminology(w).check_coding(system, code, display))
+
+
+def _remembered(d: dict, key: tuple, compute):
+    """``compute()``, kept in the memo ``d`` under ``key``, unless a part of the key (client
+    text) is long: that is computed each time instead."""
+    for part in key:
+        if type(part) is str and len(part) > _MEMO_MAX_TEXT:
+            return compute()
+    r = d.get(key, _MISS)
+    if r is _MISS:
+        r = d[key] = compute()
     return r
 
 

@@ -198,7 +198,7 @@ def signature_of(d: dict, plan: tuple):
                         continue
                     if count:
                         n += 1
-                    elif type(x) in _SCALARS and not (type(x) is str and len(x) > _SIGNATURE_MAX_TEXT):
+                    elif type(x) in _SCALARS and (type(x) is not str or len(x) <= _SIGNATURE_MAX_TEXT):
                         parts.append((ct, type(x), x))
                     else:
                         return None
@@ -377,12 +377,12 @@ def _macro(empty_result, make):
         def macro(d, fp):
             if left(d, fp):
                 raise Bail
-            return empty_result if empty_result is not None else []
+            return empty_result
         return macro
     return build
 
 
-_f_where = _macro(None, lambda left, crit: lambda d, fp: [it for it in left(d, fp) if crit(it, fp) is True])
+_f_where = _macro([], lambda left, crit: lambda d, fp: [it for it in left(d, fp) if crit(it, fp) is True])
 _f_all = _macro(TRUE, lambda left, crit: lambda d, fp: TRUE if all(crit(it, fp) is True for it in left(d, fp)) else FALSE)
 _f_exists = _macro(FALSE, lambda left, crit: lambda d, fp: TRUE if any(crit(it, fp) for it in left(d, fp)) else FALSE)
 

@@ -156,7 +156,7 @@ def _state(w, node, data, type_code, ext) -> _State:
         plan = _fast_plan(cons) if cons else None
         # FHIRPath child name -> JSON keys of the context object (False when it has none): it
         # depends only on the element and type, so it is kept here with the rest.
-        fp = (fp_compiler._fp_map(_Lite(w.v), Item(data, node, type_code, ext)) or False) if plan is not None else False
+        fp = (fp_compiler._fp_map(w, Item(data, node, type_code, ext)) or False) if plan is not None else False
         sig_plan = fp_fast.signature_plan(fp, plan) if fp else None
         st = states[type_code] = _State(cons, fp, sig_plan)
     return st
@@ -211,11 +211,3 @@ def _run_fast(fn, data, fp):
 
 def _failed(w, c: Constraint, path: str) -> None:
     w.add(c.message[0], "invariant", c.message[1], path)
-
-
-class _Lite:
-    """What fp_compiler._fp_map needs of an environment: the validator."""
-    __slots__ = ("v",)
-
-    def __init__(self, v):
-        self.v = v

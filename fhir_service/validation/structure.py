@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 _SCALARS = frozenset({str, bool, int, Decimal, float})
 _NULL_IN_ARRAY = "Null values are not allowed in arrays unless the matching _ entry has content"
 _SHAPES_LIMIT = 256  # property-name sequences kept per layout
-_SHAPE_MAX_NAMES = 64  # shapes of objects with more property names than this are not kept
+# Shapes of objects with more property names than this, or longer names in all, are not kept.
+_SHAPE_MAX_NAMES = 64
+_SHAPE_MAX_TEXT = 1024
 
 
 class Layout:
@@ -194,7 +196,7 @@ class Walker:
         if shape is None:
             shape = self._shape(node, type_code, layout, names, base, is_resource)
             # (the names are client data: an odd object's are worked out each time, not kept)
-            if len(names) <= _SHAPE_MAX_NAMES and sum(map(len, names)) <= 16 * _SHAPE_MAX_NAMES:
+            if len(names) <= _SHAPE_MAX_NAMES and sum(map(len, names)) <= _SHAPE_MAX_TEXT:
                 if len(shapes) >= _SHAPES_LIMIT:
                     shapes.clear()
                 shapes[names] = shape
